@@ -1,0 +1,1 @@
+"""``mmsft`` command line: one module per command group, each registered in ``COMMANDS``."""

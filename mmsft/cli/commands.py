@@ -1,0 +1,99 @@
+"""The commands: train, eval, predict, tasks, models."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .main import command
+
+
+@command("train", "Fine-tune a registered task (name or YAML path) with an adapter preset.")
+def _train(p):
+    p.add_argument("task", help="task name from tasks/ (see `mmsft tasks list`) or a path to a task YAML")
+    p.add_argument("--adapter", help="adapter preset from adapters/ (full, lora, frozen, ...) or a YAML path")
+    p.add_argument("--output", help="run folder (default: runs/TASK-ADAPTER-TIMESTAMP)")
+    p.add_argument("--resume", metavar="RUN", help="continue a crashed run from its last checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4 adapter.r=8 data.root=/data")
+
+    def run(args):
+        from ..pipeline import train
+        from ..spec import build_run_config, load_run_config
+
+        if args.resume:
+            cfg = load_run_config(args.resume)
+            run_dir = train(cfg, Path(args.resume), resume=True)
+        else:
+            cfg = build_run_config(args.task, args.adapter, args.overrides)
+            if args.output:
+                cfg.output_dir = args.output
+            run_dir = train(cfg)
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        print(json.dumps({"run": str(run_dir), "test": metrics["test"], "train_seconds": metrics["train_seconds"]}, indent=2))
+    p.set_defaults(func=run)
+
+
+@command("eval", "Evaluate a trained run on a split of its task's data.")
+def _eval(p):
+    p.add_argument("run", help="run folder written by `mmsft train`")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+
+    def run(args):
+        from ..pipeline import evaluate_run
+
+        out = evaluate_run(args.run, args.split)
+        print(json.dumps({k: v for k, v in out.metrics.items() if not isinstance(v, (list, dict))}, indent=2))
+    p.set_defaults(func=run)
+
+
+@command("predict", "Predict with a trained run on inputs given on the command line.")
+def _predict(p):
+    p.add_argument("run", help="run folder written by `mmsft train`")
+    p.add_argument("inputs", nargs="+", help="texts (or image paths for image tasks)")
+
+    def run(args):
+        from ..pipeline import predict_run
+
+        for row in predict_run(args.run, args.inputs):
+            print(json.dumps(row, ensure_ascii=False))
+    p.set_defaults(func=run)
+
+
+@command("tasks", "List the registered tasks or show one.")
+def _tasks(p):
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.add_parser("list", help="one line per task: name, kind, domain, backbone")
+    show = sub.add_parser("show", help="print a task's YAML with its path")
+    show.add_argument("name")
+
+    def run(args):
+        from .. import paths
+        from ..config import load_yaml
+        from ..spec import list_names, task_path
+
+        if args.action == "show":
+            path = task_path(args.name)
+            print(f"# {path}\n{path.read_text()}")
+            return 0
+        for name in list_names(paths.tasks_dir()):
+            spec = load_yaml(paths.tasks_dir() / f"{name}.yaml")
+            backbone = (spec.get("model") or {}).get("backbone", "minilm-l6")
+            print(f"{name:28s} {spec.get('kind', '?'):22s} {spec.get('domain', ''):12s} {backbone}")
+    p.set_defaults(func=run)
+
+
+@command("models", "List the offline model zoo.")
+def _models(p):
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    sub.add_parser("list", help="zoo entries, their family, package and whether the weights are installed")
+
+    def run(args):
+        import importlib.util
+
+        from ..zoo import ZOO
+
+        for name, entry in ZOO.items():
+            module = entry.package.replace("-", "_")
+            installed = importlib.util.find_spec(module) is not None
+            size = f"{entry.params_millions:g}M" if entry.params_millions else "?"
+            print(f"{name:20s} {entry.family:13s} {size:>7s}  {'installed' if installed else 'missing  '}  {entry.install}")
+    p.set_defaults(func=run)

@@ -1,0 +1,1 @@
+"""Reading raw task data (format readers), splitting, cleaning and caching as Arrow datasets."""

@@ -1,0 +1,1 @@
+"""Run reports: Markdown with training curves and kind-specific sections."""

@@ -1,0 +1,1 @@
+"""The one runner and its parts: optimizer, LR schedules, losses, sampling, checkpoints."""

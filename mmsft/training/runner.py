@@ -1,0 +1,175 @@
+"""The one runner: trains any ``TaskModel`` whose forward returns ``{"loss": ...}``.
+
+It knows nothing task-specific: the kind hands it a dataset, a collate function, per-sample
+lengths (for length-grouped batches) and an ``evaluate(model) -> metrics`` callable.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from .optim import build_optimizer
+from .sampling import ResumableBatchSampler
+from .schedules import build_scheduler
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    samples_per_second: float
+    peak_memory_mb: float
+
+
+def resolve_precision(spec, device: torch.device) -> str:
+    if spec.mixed_precision != "auto":
+        return spec.mixed_precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"  # CPU autocast is slower than fp32 on most CPUs
+
+
+def make_accelerator(spec):
+    from accelerate import Accelerator
+
+    use_cpu = spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available())
+    device = torch.device("cpu") if use_cpu else torch.device("cuda" if torch.cuda.is_available() else "mps")
+    return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec, device))
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+class Runner:
+    """Epoch loop with gradient accumulation and clipping, evaluation, early stopping,
+    checkpoints with exact resume, a JSONL metrics log and a progress bar."""
+
+    def __init__(self, spec, model, train_dataset, collate: Callable, lengths: Sequence[int],
+                 evaluate: Callable, run_dir: Path, accelerator=None, callbacks: Sequence[Callable] = ()):
+        self.spec, self.model, self.dataset, self.collate = spec, model, train_dataset, collate
+        self.evaluate, self.run_dir, self.callbacks = evaluate, Path(run_dir), list(callbacks)
+        self.accelerator = accelerator or make_accelerator(spec)
+        self.sampler = ResumableBatchSampler(
+            lengths, spec.batch_size, spec.seed, spec.group_by_length,
+            num_replicas=self.accelerator.num_processes, rank=self.accelerator.process_index,
+        )
+        self.batches_per_epoch = len(self.sampler)
+        steps_per_epoch = math.ceil(self.batches_per_epoch / spec.grad_accum)
+        self.total_steps = spec.max_steps or max(1, math.ceil(spec.epochs * steps_per_epoch))
+        self.optimizer = build_optimizer(model, spec.lr, spec.weight_decay, spec.head_lr)
+        self.scheduler = build_scheduler(self.optimizer, spec.schedule, self.total_steps, spec.warmup_ratio)
+        self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
+        self.log_path = self.run_dir / "metrics.jsonl"
+
+    # -- logging -------------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        if self.accelerator.is_main_process:
+            with self.log_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    # -- evaluation and early stopping ---------------------------------------------------------
+    def _evaluate(self, state: TrainState) -> bool:
+        """Run validation, update best/patience; True when training should stop."""
+        es = self.spec.early_stopping
+        metrics = self.evaluate(self.accelerator.unwrap_model(self.model))
+        self.model.train()
+        record = {"type": "eval", "step": state.step, "epoch": round(state.epoch + state.batch_in_epoch / max(1, self.batches_per_epoch), 3), **metrics}
+        state.history.append(record)
+        self._log(record)
+        value = metrics.get(es.metric)
+        if value is None:
+            return False
+        better = state.best_metric is None or (value > state.best_metric + es.min_delta if es.mode == "max" else value < state.best_metric - es.min_delta)
+        if better:
+            state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+            if es.restore_best:
+                self._best = copy.deepcopy({k: v.detach().cpu() for k, v in self.accelerator.unwrap_model(self.model).trainable_state_dict().items()})
+        else:
+            state.bad_evals += 1
+        return es.patience > 0 and state.bad_evals >= es.patience
+
+    def _checkpoint(self, state: TrainState) -> None:
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.run_dir / "checkpoints", self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler, state, self.spec.keep_checkpoints)
+            if getattr(self, "_best", None) is not None:
+                from safetensors.torch import save_file
+
+                save_file({k: v.contiguous() for k, v in self._best.items()}, str(self.run_dir / "checkpoints" / "best.safetensors"))
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        spec, acc, model = self.spec, self.accelerator, self.model
+        state, self._best = TrainState(), None
+        ckpt = latest_checkpoint(self.run_dir / "checkpoints") if resume else None
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, acc.unwrap_model(model), self.optimizer, self.scheduler)
+            best = self.run_dir / "checkpoints" / "best.safetensors"
+            if best.is_file():
+                from safetensors.torch import load_file
+
+                self._best = load_file(str(best))
+        loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=self.collate)
+        model.train()
+        bar = tqdm(total=self.total_steps, initial=state.step, desc="train", unit="step", mininterval=1 if sys.stderr.isatty() else 30)
+        window_loss, window_n, stop = 0.0, 0, state.stopped_early
+        while state.step < self.total_steps and not stop:
+            self.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
+            tick = time.perf_counter()
+            for batch in loader:
+                batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                with acc.autocast():
+                    loss = model(**batch)["loss"] / spec.grad_accum
+                acc.backward(loss)
+                state.batch_in_epoch += 1
+                state.samples_seen += len(next(v for v in batch.values() if torch.is_tensor(v)))
+                window_loss, window_n = window_loss + loss.item() * spec.grad_accum, window_n + 1
+                last_in_epoch = state.batch_in_epoch == self.batches_per_epoch
+                if state.batch_in_epoch % spec.grad_accum and not last_in_epoch:
+                    continue
+                if spec.max_grad_norm:
+                    acc.clip_grad_norm_(model.parameters(), spec.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                bar.update(1)
+                if state.step % spec.log_every_steps == 0 or state.step == self.total_steps:
+                    bar.set_postfix(loss=f"{window_loss / window_n:.4f}")
+                    self._log({"type": "train", "step": state.step, "epoch": state.epoch, "loss": window_loss / window_n, "lr": self.scheduler.get_last_lr()[0]})
+                    window_loss, window_n = 0.0, 0
+                done = state.step >= self.total_steps
+                if (spec.eval_every_steps and state.step % spec.eval_every_steps == 0) or (last_in_epoch and not spec.eval_every_steps) or done:
+                    state.train_seconds += time.perf_counter() - tick
+                    stop = self._evaluate(state)
+                    tick = time.perf_counter()
+                if last_in_epoch:
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                if stop or done:
+                    break
+                if (spec.save_every_steps and state.step % spec.save_every_steps == 0) or last_in_epoch:
+                    state.train_seconds += time.perf_counter() - tick
+                    self._checkpoint(state)
+                    tick = time.perf_counter()
+                for callback in self.callbacks:
+                    callback(state)
+            state.train_seconds += time.perf_counter() - tick
+        bar.close()
+        state.stopped_early = stop
+        if self._best is not None and spec.early_stopping.restore_best:
+            acc.unwrap_model(model).load_state_dict(self._best, strict=False)
+        sps = state.samples_seen / max(state.train_seconds, 1e-9)
+        return TrainResult(state, sps, peak_memory_mb(acc.device))

@@ -1,0 +1,116 @@
+"""COCO instances JSON: ``images[{id, file_name, width, height}]``, ``annotations[{id, image_id,
+category_id, bbox: [x, y, w, h], iscrowd}]``, ``categories[{id, name}]``.
+
+Category ids (1..90 with gaps in MS-COCO) map to contiguous labels 0..K-1 in increasing id order;
+``DetectionSet.category_ids[label]`` gives the original id back (for COCO-style evaluation).
+Images listed in the JSON without annotations are background images (legal).  Image files on disk that
+the JSON does not list are ignored (the JSON defines the split).  Crowd boxes (``iscrowd=1``) cover
+many objects and are dropped unless ``include_crowd=True``; their count is in ``dropped_boxes``.
+JSON has no useful line numbers, so errors name the file, the image id and the annotation id.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import UserError
+from .boxes import DEFAULT_TOLERANCE, check_box, xywh_to_xyxy
+from .samples import BadSample, Collector, DetectionSample, DetectionSet, probe_image
+
+
+def _default_image_dir(annotations: Path) -> Path:
+    """``annotations/instances_val2017.json`` -> ``../val2017`` (the MS-COCO layout), else the JSON's folder."""
+    stem = annotations.stem
+    split = stem.split("_", 1)[1] if "_" in stem else stem
+    for candidate in (annotations.parent.parent / split, annotations.parent / split, annotations.parent / "images"):
+        if candidate.is_dir():
+            return candidate
+    return annotations.parent
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise UserError("COCO annotation file not found", where=str(path)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f"{path}:{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(path)
+        raise UserError(f"cannot parse COCO JSON: {exc}", where=where) from None
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise UserError(f"not a COCO instances file: no {', '.join(missing)}", where=str(path),
+                        expected="a JSON object with images, annotations and categories")
+    return data
+
+
+def load_coco(annotations: Union[str, Path], image_dir: Optional[Union[str, Path]] = None, *,
+              include_crowd: bool = False, skip_bad: bool = False, box_tolerance: float = DEFAULT_TOLERANCE,
+              decode_images: bool = True) -> DetectionSet:
+    """Load a COCO instances JSON; ``image_dir`` defaults to the MS-COCO layout guess."""
+    path = Path(annotations)
+    data = _read_json(path)
+    image_dir = Path(image_dir) if image_dir is not None else _default_image_dir(path)
+    try:
+        categories = sorted(data["categories"], key=lambda c: int(c["id"]))
+        category_ids = [int(c["id"]) for c in categories]
+        class_names = [str(c["name"]) for c in categories]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"bad categories entry: {exc}", where=f"{path}: categories", expected="{id, name}") from None
+    if len(set(category_ids)) != len(category_ids):
+        raise UserError("duplicate category ids", where=f"{path}: categories")
+    to_label = {cid: i for i, cid in enumerate(category_ids)}
+
+    collector = Collector(skip_bad)
+    images: dict[int, dict] = {}
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            collector.reject(BadSample("malformed_label", f"images[{i}] lacks id or file_name", where=str(path)))
+            continue
+        images[img["id"]] = img
+    per_image: dict[int, list[dict]] = defaultdict(list)
+    for ann in data["annotations"]:
+        iid = ann.get("image_id") if isinstance(ann, dict) else None
+        if iid not in images:
+            collector.reject(BadSample("label_without_image", f"annotation id {ann.get('id') if isinstance(ann, dict) else '?'} "
+                                       f"refers to image id {iid}, which is not in 'images'", where=str(path)))
+            continue
+        per_image[iid].append(ann)
+
+    dropped: Counter = Counter()
+    samples: list[DetectionSample] = []
+    for iid, img in images.items():
+        where_img = f"{path} (image id {iid}, {img['file_name']})"
+        image_path = image_dir / str(img["file_name"])
+        try:
+            if not image_path.is_file():
+                raise BadSample("label_without_image", f"image file {image_path} not found", where=where_img)
+            width, height = probe_image(image_path, decode=decode_images, where=where_img)
+            declared = (img.get("width"), img.get("height"))
+            if None not in declared and tuple(int(v) for v in declared) != (width, height):
+                raise BadSample("size_mismatch", f"JSON says {declared[0]}x{declared[1]} but the image is {width}x{height}",
+                                where=where_img)
+            boxes, labels = [], []
+            for ann in per_image.get(iid, []):
+                where = f"{path} (image id {iid}, annotation id {ann.get('id')})"
+                if ann.get("iscrowd", 0) and not include_crowd:
+                    dropped["crowd"] += 1
+                    continue
+                if ann.get("category_id") not in to_label:
+                    raise BadSample("class_out_of_range", f"category_id {ann.get('category_id')} is not in 'categories'",
+                                    where=where, expected="one of " + ", ".join(map(str, category_ids[:10])) + (" ..." if len(category_ids) > 10 else ""))
+                bbox = ann.get("bbox")
+                try:
+                    x, y, w, h = (float(v) for v in bbox)
+                except (TypeError, ValueError):
+                    raise BadSample("malformed_label", f"bbox {bbox!r} is not 4 numbers", where=where, expected="[x, y, w, h]") from None
+                boxes.append(check_box(xywh_to_xyxy(x, y, w, h), width, height, tolerance=box_tolerance, where=where))
+                labels.append(to_label[ann["category_id"]])
+            samples.append(DetectionSample(image_path, width, height, boxes, labels))
+        except BadSample as exc:
+            collector.reject(exc)
+    result = collector.finish(samples, class_names, str(path), dropped)
+    result.category_ids = category_ids
+    return result
