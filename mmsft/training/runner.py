@@ -122,7 +122,8 @@ class Runner:
                 from safetensors.torch import load_file
 
                 self._best = load_file(str(best))
-        loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=self.collate)
+        # own generator: creating an iterator must not draw from the global RNG (exact resume)
+        loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=self.collate, generator=torch.Generator())
         model.train()
         bar = tqdm(total=self.total_steps, initial=state.step, desc="train", unit="step", mininterval=1 if sys.stderr.isatty() else 30)
         window_loss, window_n, stop = 0.0, 0, state.stopped_early

@@ -99,13 +99,15 @@ def load_coco(annotations: Union[str, Path], image_dir: Optional[Union[str, Path
                     dropped["crowd"] += 1
                     continue
                 if ann.get("category_id") not in to_label:
+                    known = ", ".join(map(str, category_ids[:10])) + (" ..." if len(category_ids) > 10 else "")
                     raise BadSample("class_out_of_range", f"category_id {ann.get('category_id')} is not in 'categories'",
-                                    where=where, expected="one of " + ", ".join(map(str, category_ids[:10])) + (" ..." if len(category_ids) > 10 else ""))
+                                    where=where, expected=f"one of {known}")
                 bbox = ann.get("bbox")
                 try:
                     x, y, w, h = (float(v) for v in bbox)
                 except (TypeError, ValueError):
-                    raise BadSample("malformed_label", f"bbox {bbox!r} is not 4 numbers", where=where, expected="[x, y, w, h]") from None
+                    raise BadSample("malformed_label", f"bbox {bbox!r} is not 4 numbers", where=where,
+                                    expected="[x, y, w, h]") from None
                 boxes.append(check_box(xywh_to_xyxy(x, y, w, h), width, height, tolerance=box_tolerance, where=where))
                 labels.append(to_label[ann["category_id"]])
             samples.append(DetectionSample(image_path, width, height, boxes, labels))

@@ -16,17 +16,17 @@ from .transforms import to_tv
 
 
 def read_rgb(path) -> torch.Tensor:
-    """uint8 (3, H, W) tensor; the pixels as stored (EXIF orientation is not applied, like the loaders)."""
-    from torchvision.io import ImageReadMode, decode_image
+    """uint8 (3, H, W) tensor of the pixels as stored (EXIF orientation is not applied, like the loaders).
+    PIL, not torchvision.io, whose decoders are deprecated since torchvision 0.29."""
+    import numpy as np
+    from PIL import Image
 
     try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, OSError, ValueError):  # formats torchvision cannot decode (e.g. some TIFFs): PIL
-        import numpy as np
-        from PIL import Image
-
         with Image.open(path) as im:
-            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+            array = np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"cannot read image: {exc}", where=str(path)) from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 class DetectionDataset(Dataset):

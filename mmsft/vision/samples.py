@@ -111,7 +111,8 @@ class Collector:
     def finish(self, samples: list[DetectionSample], class_names: Sequence[str], source: str,
                dropped: Optional[Counter] = None) -> DetectionSet:
         if not samples:
-            detail = ("; every sample was rejected: " + ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items()))) if self.skipped else ""
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items()))
+            detail = f"; every sample was rejected: {counts}" if self.skipped else ""
             raise UserError(f"empty split: no usable images{detail}", where=source,
                             expected="at least one image with valid annotations")
         return DetectionSet(samples, list(class_names), self.skipped, self.issues, dropped or Counter(), source)

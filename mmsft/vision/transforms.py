@@ -102,7 +102,8 @@ def detection_transforms(train: bool, size: int = 640, *, policy: ResizePolicy =
 def to_tv(image: torch.Tensor, boxes: torch.Tensor, labels) -> tuple[tv_tensors.Image, dict]:
     """Wrap a uint8 CHW image and xyxy pixel boxes as v2 inputs."""
     h, w = image.shape[-2:]
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     return tv_tensors.Image(image), {
-        "boxes": tv_tensors.BoundingBoxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), format="XYXY", canvas_size=(h, w)),
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
         "labels": torch.as_tensor(labels, dtype=torch.int64).reshape(-1),
     }

@@ -62,8 +62,9 @@ def _convert_once(name: str, make_state: Callable[[], dict], meta: dict) -> Path
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().clone() for k, v in make_state().items()}
-    _atomic_write(target, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "source": meta["source"]}))
+    # meta first: the weights file is the "conversion finished" marker checked above
     _atomic_write(folder / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    _atomic_write(target, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "source": meta["source"]}))
     return folder
 
 

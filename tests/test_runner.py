@@ -1,0 +1,129 @@
+"""The runner: exact resume, feature caching, early stopping, batching, optimizer groups, schedules."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmsft.pipeline import train
+from mmsft.spec import build_run_config
+from mmsft.training.sampling import epoch_batches
+
+
+class Crash(Exception):
+    pass
+
+
+def _weights(run_dir):
+    out = load_file(str(run_dir / "model" / "heads.safetensors"))
+    backbone = run_dir / "model" / "backbone" / "model.safetensors"
+    if backbone.exists():
+        out.update({f"backbone.{k}": v for k, v in load_file(str(backbone)).items()})
+    return out
+
+
+def test_resume_after_interruption_gives_identical_weights(toy_task, isolated):
+    overrides = ["train.save_every_steps=3", "train.epochs=2"]
+    straight = train(build_run_config(str(toy_task), "full", overrides), isolated / "straight")
+
+    def crash_at_5(state):
+        if state.step == 5:
+            raise Crash()
+
+    resumed_dir = isolated / "resumed"
+    with pytest.raises(Crash):
+        train(build_run_config(str(toy_task), "full", overrides), resumed_dir, callbacks=[crash_at_5])
+    assert (resumed_dir / "checkpoints" / "step-00000003").is_dir()  # the last save before the crash
+    assert not (resumed_dir / "metrics.json").exists()
+    train(build_run_config(str(toy_task), "full", overrides), resumed_dir, resume=True)
+
+    a, b = _weights(straight), _weights(resumed_dir)
+    assert a.keys() == b.keys() and len(a) > 10
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert json.loads((straight / "metrics.json").read_text())["steps"] == json.loads((resumed_dir / "metrics.json").read_text())["steps"]
+
+
+def test_frozen_feature_cache_matches_uncached_training(toy_task, isolated):
+    cached = train(build_run_config(str(toy_task), "frozen", ["train.epochs=3"]), isolated / "cached")
+    plain = train(build_run_config(str(toy_task), "frozen", ["train.epochs=3", "train.cache_features=false"]), isolated / "plain")
+    m_cached, m_plain = (json.loads((d / "metrics.json").read_text()) for d in (cached, plain))
+    assert m_cached["features_cached"] and not m_plain["features_cached"]
+    a, b = _weights(cached), _weights(plain)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+    assert m_cached["test"]["accuracy"] == m_plain["test"]["accuracy"]
+
+
+def test_training_learns_and_writes_a_complete_run(toy_task, isolated):
+    run = train(build_run_config(str(toy_task), "full", ["train.epochs=10", "train.lr=5e-3"]), isolated / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.9  # the toy label is carried by one word
+    for name in ["config.yaml", "params.json", "metrics.jsonl", "report.md", "curves.png", "confusion_matrix.png",
+                 "model/heads.safetensors", "model/README.md", "model/backbone/model.safetensors", "model/tokenizer.json"]:
+        assert (run / name).is_file(), name
+    assert not (run / "checkpoints").exists()
+    assert json.loads((run / "params.json").read_text())["trainable_params"] == metrics["trainable_params"]
+
+
+def test_early_stopping_stops_after_patience(toy_task, isolated):
+    # lr=0: the validation metric never improves after the first evaluation
+    run = train(build_run_config(str(toy_task), "full", ["train.epochs=10", "train.lr=0", "train.early_stopping.patience=2"]), isolated / "es")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stopped_early"] and metrics["epochs_completed"] == 3
+
+
+def test_length_grouped_batches_are_deterministic_and_complete():
+    lengths = [(i * 37) % 50 + 1 for i in range(1000)]
+    a = epoch_batches(lengths, 16, seed=1, epoch=0)
+    assert a == epoch_batches(lengths, 16, seed=1, epoch=0)
+    assert a != epoch_batches(lengths, 16, seed=1, epoch=1)
+    assert sorted(i for b in a for i in b) == list(range(1000))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in a) / len(a)
+    random_spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch_batches(lengths, 16, 1, 0, False)) / len(a)
+    assert spread < random_spread / 3
+
+
+def test_weight_decay_skips_biases_and_norms_and_head_lr():
+    from mmsft.training.optim import build_optimizer
+
+    model = torch.nn.Module()
+    model.lin = torch.nn.Linear(4, 4)
+    model.norm = torch.nn.LayerNorm(4)
+    model.heads = torch.nn.ModuleDict({"c": torch.nn.Linear(4, 2)})
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.1, head_lr=1e-2)
+    by_id = {id(p): g for g in opt.param_groups for p in g["params"]}
+    assert by_id[id(model.lin.weight)]["weight_decay"] == 0.1 and by_id[id(model.lin.weight)]["lr"] == 1e-3
+    assert by_id[id(model.lin.bias)]["weight_decay"] == 0.0
+    assert by_id[id(model.norm.weight)]["weight_decay"] == 0.0
+    assert by_id[id(model.heads.c.weight)]["lr"] == 1e-2
+
+
+@pytest.mark.parametrize("name, mid, end", [("linear", 0.5, 0.0), ("cosine", 0.5, 0.0), ("constant", 1.0, 1.0)])
+def test_schedules_warm_up_then_decay(name, mid, end):
+    from mmsft.training.schedules import build_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, name, total_steps=110, warmup_ratio=10 / 110)
+    lrs = []
+    for _ in range(110):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] < lrs[5] < lrs[9] <= 1.0
+    assert lrs[60] == pytest.approx(mid, abs=0.02)
+    assert opt.param_groups[0]["lr"] == pytest.approx(end, abs=0.02)
+
+
+def test_losses():
+    from mmsft.spec import LossSpec
+    from mmsft.training.losses import balanced_weights, build_loss
+
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]]), torch.tensor([0, 1, 1])
+    ce = build_loss(LossSpec())(logits, labels)
+    assert ce == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
+    assert build_loss(LossSpec(label_smoothing=0.2))(logits, labels) != pytest.approx(ce.item())
+    focal = build_loss(LossSpec(name="focal", focal_gamma=0.0))(logits, labels)
+    assert focal == pytest.approx(ce.item(), rel=1e-5)  # gamma 0 is cross-entropy
+    assert build_loss(LossSpec(name="focal", focal_gamma=2.0))(logits, labels) < ce
+    assert balanced_weights([30, 10]).tolist() == pytest.approx([40 / 60, 40 / 20])
