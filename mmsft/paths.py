@@ -22,12 +22,20 @@ def cache_dir() -> Path:
     return base
 
 
-def tasks_dir() -> Path:
-    return Path(os.environ.get("MMSFT_TASKS_DIR", PROJECT_DIR / "tasks"))
+def _search_path(env: str, shipped: Path) -> list[Path]:
+    """User folders from ``env`` (``os.pathsep``-separated) first, then the shipped folder."""
+    extra = [Path(p).expanduser() for p in os.environ.get(env, "").split(os.pathsep) if p]
+    return [*extra, shipped]
 
 
-def adapters_dir() -> Path:
-    return Path(os.environ.get("MMSFT_ADAPTERS_DIR", PROJECT_DIR / "adapters"))
+def task_dirs() -> list[Path]:
+    """Where task YAMLs are looked up: ``MMSFT_TASKS_PATH`` folders, then the shipped ``tasks/``."""
+    return _search_path("MMSFT_TASKS_PATH", PROJECT_DIR / "tasks")
+
+
+def adapter_dirs() -> list[Path]:
+    """Where adapter presets are looked up: ``MMSFT_ADAPTERS_PATH`` folders, then ``adapters/``."""
+    return _search_path("MMSFT_ADAPTERS_PATH", PROJECT_DIR / "adapters")
 
 
 def runs_dir() -> Path:

@@ -64,8 +64,10 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
     from .saving import save_model, write_json
     from .training.batching import cache_features
     from .training.runner import Runner, make_accelerator
+    from .training.sampling import sampler_groups
 
     session = build_session(cfg)
+    groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
     run_dir = Path(run_dir or new_run_dir(cfg))
     if run_dir.exists() and not resume and any(run_dir.iterdir()):
         from .errors import UserError
@@ -94,7 +96,7 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
         return session.kind.evaluate(cfg, model, prepared, "validation", session.processor).metrics
 
     runner = Runner(cfg.train, session.model, prepared.splits["train"], prepared.collate, prepared.lengths["train"],
-                    evaluate, run_dir, accelerator=accelerator, callbacks=callbacks)
+                    evaluate, run_dir, accelerator=accelerator, callbacks=callbacks, groups=groups)
     result = runner.fit(resume=resume)
     model = accelerator.unwrap_model(runner.model)
     test = session.kind.evaluate(cfg, model, prepared, "test", session.processor)
@@ -137,6 +139,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> EvalOutput:
     return session.kind.evaluate(session.cfg, session.model, prepared, split, session.processor)
 
 
-def predict_run(run_dir: str | Path, inputs: list[str]) -> list[dict]:
+def predict_run(run_dir: str | Path, inputs: list[str], out_dir: str | Path | None = None) -> list[dict]:
+    """Predict on ``inputs``; kinds that write files (annotated images) write them to ``out_dir``
+    (default ``RUN/predictions``)."""
     session = load_run(run_dir)
+    if session.kind.writes_files:
+        out = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
+        return session.kind.predict(session.cfg, session.model, session.processor, inputs, out_dir=out)
     return session.kind.predict(session.cfg, session.model, session.processor, inputs)

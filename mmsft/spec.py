@@ -52,6 +52,7 @@ class TrainSpec:
     save_every_steps: int = 0  # 0 = checkpoint only at epoch ends
     keep_checkpoints: int = 1
     group_by_length: bool = True
+    sampler: Literal["length", "class_balanced", "cluster_balanced"] = "length"  # see mmsft.training.sampling
     log_every_steps: int = 10
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     cache_features: bool = True  # frozen deterministic backbone: encode once, train the head
@@ -66,6 +67,7 @@ class ModelSpec:
     dropout: float = 0.1
     head_hidden: int = 0  # >0 adds a hidden layer to the head
     max_length: int = 128
+    options: dict[str, Any] = field(default_factory=dict)  # kind-specific (e.g. detector layout), checked by the kind
 
 
 @dataclass
@@ -92,34 +94,36 @@ class RunConfig:
         return to_dict(self)
 
 
-def _find_yaml(name_or_path: str, folder: Path, what: str) -> Path:
+def _find_yaml(name_or_path: str, folders: list[Path], what: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if path.is_dir():
-            raise UserError(f"{what} path is a folder; point to a .yaml file", where=str(path))
+            raise UserError(f"{what} path is a folder; point to a .yaml file (or add the folder to the search path)", where=str(path))
         if not path.is_file():
             raise UserError(f"{what} file not found", where=str(path))
         return path
-    candidate = folder / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    known = list_names(folder)
+    for folder in folders:
+        candidate = Path(folder) / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = list_names(folders)
     raise UserError(
         f"unknown {what} '{name_or_path}'.{suggest(name_or_path, known)}",
-        expected="one of: " + ", ".join(known) + f" (from {folder}) or a path to a .yaml file",
+        expected="one of: " + ", ".join(known) + f" (from {', '.join(str(f) for f in folders)}) or a path to a .yaml file",
     )
 
 
-def list_names(folder: Path) -> list[str]:
-    return sorted(p.stem for p in Path(folder).glob("*.yaml"))
+def list_names(folders: list[Path]) -> list[str]:
+    """Names of the YAML files in the search path (an earlier folder shadows a later one)."""
+    return sorted({p.stem for folder in folders for p in Path(folder).glob("*.yaml")})
 
 
 def task_path(name_or_path: str) -> Path:
-    return _find_yaml(name_or_path, paths.tasks_dir(), "task")
+    return _find_yaml(name_or_path, paths.task_dirs(), "task")
 
 
 def adapter_path(name_or_path: str) -> Path:
-    return _find_yaml(name_or_path, paths.adapters_dir(), "adapter")
+    return _find_yaml(name_or_path, paths.adapter_dirs(), "adapter")
 
 
 def load_adapter_preset(name_or_path: str) -> dict:
@@ -167,6 +171,7 @@ def _check_plugins(cfg: RunConfig) -> None:
 
     kind = KINDS.get(cfg.kind)
     cfg.data = kind.parse_data(cfg.data)
+    cfg.model.options = kind.parse_model_options(cfg.model.options)
     method = ADAPTERS.get(cfg.adapter.method)
     cfg.adapter.options = method.parse_options(cfg.adapter.options)
     LOSSES.get(cfg.loss.name)

@@ -10,8 +10,8 @@ def test_shipped_tasks_and_adapters_validate():
     from mmsft import paths
     from mmsft.spec import list_names
 
-    for task in list_names(paths.tasks_dir()):
-        for adapter in list_names(paths.adapters_dir()):
+    for task in list_names(paths.task_dirs()):
+        for adapter in list_names(paths.adapter_dirs()):
             cfg = build_run_config(task, adapter)
             assert cfg.name == task and cfg.adapter.method in ("full", "lora", "frozen")
 
@@ -67,3 +67,15 @@ def test_backbone_hub_id_offline_fails_fast(monkeypatch):
     with pytest.raises(UserError, match="minilm-l6"):
         resolve("someone/some-model")
     assert time.perf_counter() - start < 5
+
+
+def test_user_task_folder_extends_the_registry(tmp_path, monkeypatch, capsys):
+    from mmsft.cli.main import main
+
+    shipped = (build_run_config.__globals__["paths"].task_dirs()[-1] / "finance_sentiment.yaml").read_text()
+    (tmp_path / "my_finance.yaml").write_text(shipped.replace("name: finance_sentiment", "name: my_finance"))
+    monkeypatch.setenv("MMSFT_TASKS_PATH", str(tmp_path))
+    assert build_run_config("my_finance").name == "my_finance"
+    assert main(["tasks", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "my_finance" in out and "finance_sentiment" in out

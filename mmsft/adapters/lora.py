@@ -33,6 +33,8 @@ def resolve_targets(backbone, options: LoraOptions, entry=None):
         return options.target_modules
     if entry is not None and entry.lora_targets:
         return entry.lora_targets
+    if hasattr(backbone, "lora_targets_auto"):  # e.g. mmsft.vision.trunk.ImageBackbone: its pointwise convs
+        return backbone.lora_targets_auto()
     model_type = getattr(getattr(backbone, "config", None), "model_type", None)
     return DEFAULT_TARGETS.get(model_type, "all-linear")
 
@@ -42,12 +44,13 @@ class Lora(AdapterMethod):
     name = "lora"
     Options = LoraOptions
 
-    def _config(self, backbone, options: LoraOptions, entry=None):
+    def _config(self, backbone, options: LoraOptions, entry=None, token_ids=()):
         from peft import LoraConfig
 
         kwargs = {}
-        if options.trainable_token_indices:
-            kwargs["trainable_token_indices"] = options.trainable_token_indices
+        indices = sorted({*(options.trainable_token_indices or []), *token_ids})
+        if indices:
+            kwargs["trainable_token_indices"] = indices
         return LoraConfig(
             r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
             target_modules=resolve_targets(backbone, options, entry), use_dora=options.use_dora,
@@ -58,13 +61,18 @@ class Lora(AdapterMethod):
         from peft import get_peft_model
 
         try:
-            model.backbone = get_peft_model(model.backbone, self._config(model.backbone, options, entry))
+            # a kind that added tokens (new embedding rows) lists them in ``model.trainable_token_ids``
+            token_ids = getattr(model, "trainable_token_ids", ())
+            model.backbone = get_peft_model(model.backbone, self._config(model.backbone, options, entry, token_ids))
         except ValueError as exc:  # peft: target modules not found
             raise UserError(str(exc).split("\n")[0], where="adapter.options.target_modules") from None
         model.heads.requires_grad_(True)
 
     def save_backbone(self, model, folder: Path, options) -> bool:
-        model.backbone.save_pretrained(folder)  # adapter weights + adapter_config.json only
+        # adapter weights + adapter_config.json only; trained token rows are in the adapter, so a resized
+        # embedding is not saved whole (the kind rebuilds the resized base before loading)
+        tokens = bool(getattr(model.backbone.peft_config.get("default"), "trainable_token_indices", None))
+        model.backbone.save_pretrained(folder, save_embedding_layers=False if tokens else "auto")
         return True
 
     def load_backbone(self, base, folder: Path, options):

@@ -7,9 +7,10 @@ from pathlib import Path
 from .main import command
 
 
-@command("train", "Fine-tune a registered task (name or YAML path) with an adapter preset.")
+@command("train", "Fine-tune a registered task (name or YAML path) with an adapter preset. "
+                  "Extra task folders: MMSFT_TASKS_PATH (and MMSFT_ADAPTERS_PATH for presets), os.pathsep-separated.")
 def _train(p):
-    p.add_argument("task", help="task name from tasks/ (see `mmsft tasks list`) or a path to a task YAML")
+    p.add_argument("task", help="task name from tasks/ or MMSFT_TASKS_PATH (see `mmsft tasks list`), or a path to a task YAML")
     p.add_argument("--adapter", help="adapter preset from adapters/ (full, lora, frozen, ...) or a YAML path")
     p.add_argument("--output", help="run folder (default: runs/TASK-ADAPTER-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN", help="continue a crashed run from its last checkpoint")
@@ -49,11 +50,12 @@ def _eval(p):
 def _predict(p):
     p.add_argument("run", help="run folder written by `mmsft train`")
     p.add_argument("inputs", nargs="+", help="texts (or image paths for image tasks)")
+    p.add_argument("--out", metavar="DIR", help="image tasks: folder for the annotated images and JSON boxes (default: RUN/predictions)")
 
     def run(args):
         from ..pipeline import predict_run
 
-        for row in predict_run(args.run, args.inputs):
+        for row in predict_run(args.run, args.inputs, args.out):
             print(json.dumps(row, ensure_ascii=False))
     p.set_defaults(func=run)
 
@@ -74,8 +76,8 @@ def _tasks(p):
             path = task_path(args.name)
             print(f"# {path}\n{path.read_text()}")
             return 0
-        for name in list_names(paths.tasks_dir()):
-            spec = load_yaml(paths.tasks_dir() / f"{name}.yaml")
+        for name in list_names(paths.task_dirs()):
+            spec = load_yaml(task_path(name))
             backbone = (spec.get("model") or {}).get("backbone", "minilm-l6")
             print(f"{name:28s} {spec.get('kind', '?'):22s} {spec.get('domain', ''):12s} {backbone}")
     p.set_defaults(func=run)

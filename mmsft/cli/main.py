@@ -20,7 +20,14 @@ def command(name: str, help: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import commands  # noqa: F401  (registers the commands)
+    import importlib
+    import pkgutil
+
+    from .. import cli
+
+    for module in pkgutil.iter_modules(cli.__path__):  # each command module registers itself
+        if module.name != "main":
+            importlib.import_module(f"{cli.__name__}.{module.name}")
 
     parser = argparse.ArgumentParser(prog="mmsft", description="Multimodal supervised fine-tuning and domain adaptation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

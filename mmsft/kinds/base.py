@@ -17,6 +17,7 @@ class Prepared:
     splits: dict[str, Any]
     collate: Callable
     lengths: dict[str, list[int]]
+    groups: dict[str, list[int]] = field(default_factory=dict)  # train-sample group ids for balanced samplers ("class", "cluster")
 
 
 @dataclass
@@ -32,11 +33,20 @@ class TaskKind:
 
     name = ""
     DataSpec: type = object
+    ModelOptions: Optional[type] = None  # schema of ``model.options``; None: the kind takes none
     metric_names: tuple[str, ...] = ()
+    writes_files = False  # True: ``predict`` also gets ``out_dir`` and writes files there (annotated images)
 
     # -- configuration ---------------------------------------------------------------------------
     def parse_data(self, raw: Any) -> Any:
         return raw if isinstance(raw, self.DataSpec) else from_dict(self.DataSpec, raw, "data")
+
+    def parse_model_options(self, raw: Any) -> Any:
+        if self.ModelOptions is None:
+            if raw:
+                raise UserError(f"a {self.name} task takes no model options", where="model.options")
+            return raw
+        return raw if isinstance(raw, self.ModelOptions) else from_dict(self.ModelOptions, raw or {}, "model.options")
 
     def check_metrics(self, names: list[str]) -> None:
         for i, name in enumerate(names):
@@ -60,6 +70,7 @@ class TaskKind:
         raise NotImplementedError
 
     def predict(self, cfg, model, processor, inputs: list[str]) -> list[dict]:
+        """One result row per input; kinds with ``writes_files`` take ``out_dir=`` too."""
         raise NotImplementedError
 
     def report_sections(self, cfg, run_dir: Path, test: EvalOutput, data) -> list[str]:

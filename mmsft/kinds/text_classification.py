@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ class TextClassificationData:
     dedupe: DedupePolicy = "exact"
     max_train_samples: Optional[int] = None
     root: Optional[str] = None  # data root for this task; default: MMSFT_DATA_ROOT or ../shared/data
+    augment: list[Any] = field(default_factory=list)  # [{method, factor, seed, ...options}]: see mmsft.augment
 
     def validate(self, path: str) -> None:
         if self.format not in READERS:
@@ -42,6 +43,9 @@ class TextClassificationData:
             raise UserError("need files.all, or files.train and files.test", where=f"{path}.files")
         if len(set(self.labels)) != len(self.labels) or not self.labels:
             raise UserError("labels must be a non-empty list of distinct names", where=f"{path}.labels")
+        from ..augment import parse_entries
+
+        parse_entries(self.augment, TextClassification.name, f"{path}.augment")
 
 
 def _read_split(spec: TextClassificationData, patterns) -> list[dict]:
@@ -79,6 +83,13 @@ def build_splits(spec: TextClassificationData) -> tuple[dict[str, list[dict]], d
             raise UserError(f"split '{name}' is empty after cleaning and splitting", where="data.files")
     if spec.max_train_samples:
         splits["train"] = splits["train"][: spec.max_train_samples]
+    if spec.augment:  # after splitting and subsetting: new rows come from train only, never leak
+        from ..augment import augment_rows, parse_entries
+
+        held_out = [r["text"] for name in ("validation", "test") for r in splits[name]]
+        new, stats["augment"] = augment_rows(splits["train"], parse_entries(spec.augment, TextClassification.name, "data.augment"),
+                                             seed=spec.split.seed, forbidden=held_out)
+        splits["train"] = splits["train"] + new
     label_ids = {n: i for i, n in enumerate(spec.labels)}
     for rows in splits.values():
         for row in rows:
@@ -132,7 +143,12 @@ class TextClassification(TaskKind):
             splits[name] = enc
             lengths[name] = [len(x) for x in enc.with_format(None)["input_ids"]]
         pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-        return Prepared(splits, pad, lengths)
+        groups = {"class": list(data["train"]["label"])}  # for train.sampler: class_balanced
+        if cfg.train.sampler == "cluster_balanced":
+            from ..dataqc.diversity import text_clusters
+
+            groups["cluster"] = text_clusters(list(data["train"]["text"]), max_len)
+        return Prepared(splits, pad, lengths, groups)
 
     @torch.no_grad()
     def evaluate(self, cfg, model, prepared: Prepared, split: str, processor=None) -> EvalOutput:

@@ -16,7 +16,18 @@ def iterate_eval(prepared: Prepared, split: str, batch_size: int, device) -> Ite
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = prepared.collate([dataset[i] for i in idx])
-        yield {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}, idx
+        yield to_device(batch, device), idx
+
+
+def to_device(value, device):
+    """Tensors moved to ``device`` inside dicts, lists and tuples (detection targets are a list of dicts)."""
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
 
 
 class FeatureDataset(torch.utils.data.Dataset):

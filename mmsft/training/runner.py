@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .batching import to_device
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from .optim import build_optimizer
 from .sampling import ResumableBatchSampler
@@ -59,13 +60,14 @@ class Runner:
     checkpoints with exact resume, a JSONL metrics log and a progress bar."""
 
     def __init__(self, spec, model, train_dataset, collate: Callable, lengths: Sequence[int],
-                 evaluate: Callable, run_dir: Path, accelerator=None, callbacks: Sequence[Callable] = ()):
+                 evaluate: Callable, run_dir: Path, accelerator=None, callbacks: Sequence[Callable] = (),
+                 groups: Optional[Sequence[int]] = None):
         self.spec, self.model, self.dataset, self.collate = spec, model, train_dataset, collate
         self.evaluate, self.run_dir, self.callbacks = evaluate, Path(run_dir), list(callbacks)
         self.accelerator = accelerator or make_accelerator(spec)
         self.sampler = ResumableBatchSampler(
             lengths, spec.batch_size, spec.seed, spec.group_by_length,
-            num_replicas=self.accelerator.num_processes, rank=self.accelerator.process_index,
+            num_replicas=self.accelerator.num_processes, rank=self.accelerator.process_index, groups=groups,
         )
         self.batches_per_epoch = len(self.sampler)
         steps_per_epoch = math.ceil(self.batches_per_epoch / spec.grad_accum)
@@ -131,7 +133,7 @@ class Runner:
             self.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
             tick = time.perf_counter()
             for batch in loader:
-                batch = {k: v.to(acc.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                batch = to_device(batch, acc.device)
                 with acc.autocast():
                     loss = model(**batch)["loss"] / spec.grad_accum
                 acc.backward(loss)

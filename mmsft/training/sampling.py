@@ -1,17 +1,67 @@
-"""Batching without packing: length-grouped, seeded per epoch, resumable mid-epoch."""
+"""Batching without packing: length-grouped, seeded per epoch, resumable mid-epoch.
+
+``train.sampler`` picks the epoch's sample order: ``length`` (every sample once, shuffled),
+``class_balanced`` or ``cluster_balanced`` (as many draws as samples, spread evenly over the groups
+(labels, or embedding clusters the kind computes), cycling through each group's members in a
+reshuffled order so small groups repeat and large ones are subsampled).  Either way the order is a
+pure function of (seed, epoch), so mid-epoch resume stays exact.
+"""
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from collections import defaultdict
+from typing import Iterator, Optional, Sequence
+
+SAMPLER_GROUPS = {"class_balanced": "class", "cluster_balanced": "cluster"}  # sampler -> Prepared.groups key
 
 
-def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_by_length: bool = True) -> list[list[int]]:
-    """Shuffle, then (optionally) sort inside mega-batches of 50 batches by length so a batch holds
-    samples of similar length (little padding), and shuffle the batch order.  Deterministic in
-    (seed, epoch), which makes mid-epoch resume exact."""
-    rng = random.Random(seed * 100_003 + epoch)
-    order = list(range(len(lengths)))
+def balanced_order(groups: Sequence[int], rng: random.Random) -> list[int]:
+    """len(groups) indices with (near) equal counts per group; each group's members are used in a
+    shuffled cycle (reshuffled at every wrap), then the whole order is shuffled."""
+    members = defaultdict(list)
+    for index, group in enumerate(groups):
+        members[group].append(index)
+    keys = sorted(members)
+    rng.shuffle(keys)
+    base, extra = divmod(len(groups), len(keys))
+    order = []
+    for rank, key in enumerate(keys):
+        pool, quota, taken = members[key], base + (rank < extra), []
+        while len(taken) < quota:
+            cycle = pool[:]
+            rng.shuffle(cycle)
+            taken.extend(cycle[: quota - len(taken)])
+        order.extend(taken)
     rng.shuffle(order)
+    return order
+
+
+def sampler_groups(spec, prepared) -> Optional[list[int]]:
+    """The train groups ``spec.sampler`` balances over (None for ``length``); a clear error when the
+    task kind provides none."""
+    key = SAMPLER_GROUPS.get(getattr(spec, "sampler", "length"))
+    if key is None:
+        return None
+    groups = getattr(prepared, "groups", {}).get(key)
+    if groups is None:
+        from ..errors import UserError
+
+        raise UserError(f"train.sampler '{spec.sampler}' needs '{key}' groups, which this task kind does not provide",
+                        where="train.sampler", expected="length, or a kind that fills Prepared.groups")
+    return list(groups)
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_by_length: bool = True,
+                  groups: Optional[Sequence[int]] = None) -> list[list[int]]:
+    """Shuffle (or draw a balanced order over ``groups``), then (optionally) sort inside mega-batches
+    of 50 batches by length so a batch holds samples of similar length (little padding), and shuffle
+    the batch order.  Deterministic in (seed, epoch), which makes mid-epoch resume exact."""
+    rng = random.Random(seed * 100_003 + epoch)
+    if groups is None:
+        order = list(range(len(lengths)))
+        rng.shuffle(order)
+    else:
+        order = balanced_order(groups, rng)
     if group_by_length:
         mega = batch_size * 50
         order = [i for s in range(0, len(order), mega) for i in sorted(order[s : s + mega], key=lambda j: -lengths[j])]
@@ -24,8 +74,11 @@ class ResumableBatchSampler:
     """A batch sampler over ``epoch_batches`` that can skip the batches already consumed."""
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group_by_length: bool = True,
-                 num_replicas: int = 1, rank: int = 0):
+                 num_replicas: int = 1, rank: int = 0, groups: Optional[Sequence[int]] = None):
         self.lengths, self.batch_size, self.seed, self.group = lengths, batch_size, seed, group_by_length
+        self.groups = groups  # balanced sampling over these group ids (see ``balanced_order``)
+        if groups is not None and len(groups) != len(lengths):
+            raise ValueError(f"{len(groups)} group ids for {len(lengths)} samples")
         self.num_replicas, self.rank = num_replicas, rank  # multi-process: each rank takes every n-th batch
         self.epoch, self.skip = 0, 0
 
@@ -36,7 +89,7 @@ class ResumableBatchSampler:
         yield from self._batches()[self.skip :]
 
     def _batches(self) -> list[list[int]]:
-        batches = epoch_batches(self.lengths, self.batch_size, self.seed, self.epoch, self.group)
+        batches = epoch_batches(self.lengths, self.batch_size, self.seed, self.epoch, self.group, self.groups)
         if self.num_replicas > 1:  # equal count per rank so collective ops stay in step
             usable = len(batches) - len(batches) % self.num_replicas
             batches = batches[:usable][self.rank :: self.num_replicas]

@@ -1,0 +1,91 @@
+"""Adapters benchmark: finance_sentiment and banking77_intent x full / lora / frozen on MiniLM-L6.
+
+    python benchmarks/adapters.py [--tasks finance_sentiment banking77_intent] [--adapters full lora frozen]
+
+Each run is `mmsft train TASK --adapter A` with the shipped defaults, in its own process.  Writes
+benchmarks/results/adapters.{md,json,png}.  Rows already in adapters.json for other (task, adapter)
+pairs are kept, so the matrix can be filled in several sittings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, header, train_in_subprocess, write_json  # noqa: E402
+
+TARGETS = {("finance_sentiment", "lora"): 0.84, ("finance_sentiment", "full"): 0.85, ("finance_sentiment", "frozen"): 0.75,
+           ("banking77_intent", "full"): 0.92, ("banking77_intent", "lora"): 0.91}
+BASELINES = {"finance_sentiment": ("TF-IDF + logistic regression", 0.776), "banking77_intent": ("TF-IDF + logistic regression", 0.894)}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in ((axes[0], "value", "test accuracy"), (axes[1], "samples_per_second", "train samples/s")):
+        for i, task in enumerate(tasks):
+            sub = [r for r in rows if r["task"] == task]
+            xs = [i * (len(sub) + 1) + j for j in range(len(sub))]
+            bars = ax.bar(xs, [r[key] for r in sub], color=["tab:blue", "tab:orange", "tab:green"][: len(sub)])
+            for x, r, b in zip(xs, sub, bars):
+                ax.text(x, b.get_height(), f"{r['adapter']}\n{r[key]:.3g}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks([i * 4 + 1 for i in range(len(tasks))], tasks)
+        ax.set_ylabel(label)
+        if key == "value":
+            ax.set_ylim(0.5, 1.02)
+    fig.suptitle("mmsft adapters on MiniLM-L6 (2 CPU cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(rows: list[dict], command: str) -> str:
+    lines = header("Adapters benchmark: full / LoRA / frozen on MiniLM-L6", command)
+    lines += ["Each row is one `mmsft train TASK --adapter ADAPTER` with the shipped defaults (tasks/*.yaml, adapters/*.yaml),",
+              "trained on the task's train split, early-stopped on validation, scored once on test.", "",
+              "| task | adapter | test accuracy | target | macro-F1 | trainable params | train s | samples/s | peak MB | epochs |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        target = TARGETS.get((r["task"], r["adapter"]))
+        ok = "" if target is None else (f"≥ {target} ✅" if r["value"] >= target else f"≥ {target} ❌")
+        lines.append(f"| {r['task']} | {r['adapter']} | {r['value']:.4f} | {ok} | {r['f1_macro']:.4f} | {r['trainable_params']:,} | "
+                     f"{r['train_seconds']:.0f} | {r['samples_per_second']:.1f} | {r['peak_memory_mb']:.0f} | {r['epochs']} |")
+    lines += ["", "Baselines on the same splits: " + "; ".join(f"{t}: {n} {v}" for t, (n, v) in BASELINES.items()), "",
+              "Train seconds include the one-off feature encoding for `frozen` (the backbone runs once, then only the head trains).",
+              "Peak memory is the training process's peak RSS.", "", "![adapters](adapters.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=["finance_sentiment", "banking77_intent"])
+    ap.add_argument("--adapters", nargs="+", default=["full", "lora", "frozen"])
+    args = ap.parse_args()
+    json_path = RESULTS / "adapters.json"
+    rows = json.loads(json_path.read_text()) if json_path.is_file() else []
+    with tempfile.TemporaryDirectory(prefix="mmsft-bench-") as tmp:
+        for task in args.tasks:
+            for adapter in args.adapters:
+                m = train_in_subprocess(task, adapter, Path(tmp) / f"{task}-{adapter}")
+                rows = [r for r in rows if (r["task"], r["adapter"]) != (task, adapter)]
+                rows.append({"task": task, "adapter": adapter, "metric": "accuracy", "value": m["test"]["accuracy"],
+                             "f1_macro": m["test"].get("f1_macro"), "trainable_params": m["trainable_params"],
+                             "train_seconds": m["train_seconds"], "samples_per_second": m["samples_per_second"],
+                             "peak_memory_mb": m["peak_memory_mb"], "epochs": m["epochs_completed"]})
+                rows.sort(key=lambda r: (r["task"], ["full", "lora", "frozen"].index(r["adapter"]) if r["adapter"] in ("full", "lora", "frozen") else 9))
+                write_json(json_path, rows)
+                command = "python benchmarks/adapters.py " + " ".join(sys.argv[1:])
+                plot(rows, RESULTS / "adapters.png")
+                (RESULTS / "adapters.md").write_text(render(rows, command.strip()))
+
+
+if __name__ == "__main__":
+    main()

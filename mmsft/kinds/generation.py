@@ -1,0 +1,329 @@
+"""Generative SFT (translation, dialogue replies) on causal LMs, or on any local seq2seq LM.
+
+Data rows are conversations (``mmsft.generation.data``); ``data.prompt`` formats user turns,
+``data.template`` (a ``TEMPLATES`` entry) renders them, the role/knowledge tokens are added to the
+tokenizer with the embedding resized, and ``mmsft.generation.encoding`` masks the prompt and closes
+every target with EOS.  Evaluation generates (left-padded batches, greedy or beam) and scores with
+the offline metrics; the validation loss is reported beside them.  Under LoRA the new token rows
+train through ``model.trainable_token_ids``, which the lora adapter reads.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import torch
+
+from ..data.splits import SplitSpec, split_rows
+from ..errors import UserError, suggest
+from ..generation.data import GEN_READERS, read_split
+from ..generation.encoding import CausalCollator, Seq2SeqCollator, encode, tokenize
+from ..generation.generate import GenerateOptions, generate
+from ..generation.prompting import check_prompt, last_turns, placeholders, to_messages
+from ..generation.templates import TEMPLATES
+from .base import EvalOutput, Prepared, TaskKind, register_kind, resolve_data_path
+
+SPLITS = ("all", "train", "validation", "test")
+
+
+@dataclass
+class GenerateSpec(GenerateOptions):
+    """Decoding settings for evaluation and ``mmsft predict`` (greedy when num_beams is 1)."""
+
+    single_line: bool = False  # keep the first line of an output (one-sentence tasks such as translation)
+
+    def validate(self, path: str) -> None:
+        for name in ("max_new_tokens", "num_beams", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1", where=f"{path}.{name}")
+
+
+@dataclass
+class GenerationData:
+    format: str  # parallel | csv | jsonl (mmsft.generation.data.GEN_READERS)
+    files: dict[str, Union[str, list[str]]]  # split (all|train|validation|test) -> path(s) under the data root
+    prompt: str = "{source}"  # format of user turns; fields: source, source_language, target_language, field_columns
+    system: Optional[str] = None  # optional system turn (same fields)
+    template: str = "role"  # plain | chat | role (mmsft.generation.templates.TEMPLATES)
+    special_tokens: bool = True  # add <|system|> <|user|> <|assistant|> <|knowledge|> and resize the embedding
+    train_on_prompt: bool = False  # loss on prompt tokens too (default: target tokens only)
+    source_lang: str = "en"  # parallel: fills {lang} in file paths
+    target_lang: str = "de"
+    source_column: str = "source"  # csv / jsonl pairs
+    target_column: str = "target"
+    field_columns: list[str] = field(default_factory=list)  # csv: extra columns usable in the prompt as {name}
+    split: SplitSpec = field(default_factory=SplitSpec)  # for files.all, or to carve validation from train
+    stratify_column: Optional[str] = None  # a field to stratify the split by (e.g. intent)
+    max_train_samples: Optional[int] = None  # seeded random subsets (order kept)
+    max_validation_samples: Optional[int] = None
+    max_test_samples: Optional[int] = None
+    subset_seed: int = 0
+    overlong: Literal["error", "drop"] = "error"  # samples longer than model.max_length: fail, or drop and count
+    encoding: str = "utf-8"
+    root: Optional[str] = None
+    generate: GenerateSpec = field(default_factory=GenerateSpec)
+
+    def validate(self, path: str) -> None:
+        if self.format not in GEN_READERS:
+            raise UserError(f"unknown data format '{self.format}'.{suggest(self.format, GEN_READERS.names())}",
+                            where=f"{path}.format", expected="one of: " + ", ".join(GEN_READERS.names()))
+        if self.template not in TEMPLATES:
+            raise UserError(f"unknown template '{self.template}'.{suggest(self.template, TEMPLATES.names())}",
+                            where=f"{path}.template", expected="one of: " + ", ".join(TEMPLATES.names()))
+        if TEMPLATES.get(self.template).needs_special_tokens and not self.special_tokens:
+            raise UserError(f"template '{self.template}' needs data.special_tokens: true", where=f"{path}.special_tokens")
+        for key in self.files:
+            if key not in SPLITS:
+                raise UserError(f"unknown split '{key}'.{suggest(key, SPLITS)}", where=f"{path}.files.{key}", expected=", ".join(SPLITS))
+        if "all" not in self.files and not ("train" in self.files and "test" in self.files):
+            raise UserError("need files.all, or files.train and files.test", where=f"{path}.files")
+        check_prompt(self.prompt, f"{path}.prompt")
+        if self.system:
+            placeholders(self.system, f"{path}.system")
+        for name in ("max_train_samples", "max_validation_samples", "max_test_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1 (or null for all)", where=f"{path}.{name}")
+
+
+@dataclass
+class GenData:
+    splits: dict[str, list[dict]]
+    stats: dict = field(default_factory=dict)
+
+
+def _subset(rows: list[dict], limit: Optional[int], seed: int) -> list[dict]:
+    if not limit or len(rows) <= limit:
+        return rows
+    keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+    return [rows[i] for i in keep]
+
+
+def build_splits(spec: GenerationData) -> dict[str, list[dict]]:
+    root = resolve_data_path(spec, "")
+    if "all" in spec.files:
+        rows = read_split(spec, root, spec.files["all"])
+        for row in rows:
+            row["label"] = row["fields"].get(spec.stratify_column, "") if spec.stratify_column else ""
+        fractions = {"train": spec.split.train, "validation": spec.split.validation, "test": spec.split.test}
+        splits = split_rows(rows, fractions, spec.split.seed, stratify=bool(spec.stratify_column))
+        for row in rows:
+            row.pop("label")
+    else:
+        splits = {name: read_split(spec, root, spec.files[name]) for name in ("train", "validation", "test") if name in spec.files}
+        if "validation" not in splits:
+            share = spec.split.validation / max(spec.split.train + spec.split.validation, 1e-9)
+            splits.update(split_rows(splits["train"], {"train": 1 - share, "validation": share}, spec.split.seed, stratify=False))
+    for name in ("train", "validation", "test"):
+        if not splits.get(name):
+            raise UserError(f"split '{name}' is empty", where="data.files")
+    limits = {"train": spec.max_train_samples, "validation": spec.max_validation_samples, "test": spec.max_test_samples}
+    return {name: _subset(splits[name], limits[name], spec.subset_seed) for name in ("train", "validation", "test")}
+
+
+@lru_cache(maxsize=8)
+def _lm_config(path: str):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path)
+
+
+def parse_input(text: str, index: int, spec: GenerationData) -> dict:
+    """A predict input: plain text (the source), or a JSON object with fields or messages."""
+    from ..generation.data import LANGUAGES
+
+    where = f"input {index + 1}"
+    fields = {}
+    if spec.format == "parallel":  # the language names the prompt may use
+        fields = {"source_language": LANGUAGES.get(spec.source_lang, spec.source_lang),
+                  "target_language": LANGUAGES.get(spec.target_lang, spec.target_lang)}
+    if not text.lstrip().startswith("{"):
+        if not text.strip():
+            raise UserError("empty input", where=where)
+        return {"messages": [{"role": "user", "content": text.strip()}], "fields": fields, "source": where}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"input looks like JSON but is not valid ({exc.msg})", where=where) from None
+    if not isinstance(obj, dict):
+        raise UserError("JSON input must be an object", where=where)
+    if "messages" in obj:
+        messages = obj["messages"]
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise UserError("'messages' must be a list of {role, content} objects", where=where)
+        fields.update({k: str(v) for k, v in obj.items() if k != "messages"})
+        return {"messages": [{"role": m.get("role"), "content": str(m.get("content", "")).strip()} for m in messages], "fields": fields, "source": where}
+    source = obj.get("source", obj.get(spec.source_column))
+    if not isinstance(source, str) or not source.strip():
+        raise UserError("JSON input lacks a 'source' text", where=where, expected='{"source": "...", "<field>": "..."}')
+    fields.update({k: str(v) for k, v in obj.items() if k not in ("source", spec.source_column)})
+    return {"messages": [{"role": "user", "content": source.strip()}], "fields": fields, "source": where}
+
+
+def _md(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+@register_kind
+class Generation(TaskKind):
+    name = "generation"
+    DataSpec = GenerationData
+    metric_names = ("bleu", "chrf", "rouge_l", "exact_match", "eos_rate", "length_ratio")
+
+    # -- data and model --------------------------------------------------------------------------
+    def load_data(self, cfg) -> GenData:
+        """Read and check every row (prompt fields included) before anything is built or written."""
+        splits = build_splits(cfg.data)
+        for rows in splits.values():
+            for row in rows:
+                to_messages(row, cfg.data.prompt, cfg.data.system)
+        return GenData(splits, {"rows": {k: len(v) for k, v in splits.items()}})
+
+    def build_model(self, cfg, data):
+        from ..generation.model import GenerativeLM, context_length, load_lm
+        from ..generation.tokens import add_special_tokens, resize_for_tokens
+
+        if cfg.loss.name != "cross_entropy":
+            raise UserError(f"generation trains with token cross-entropy, not '{cfg.loss.name}'", where="loss.name", expected="cross_entropy")
+        backbone, tokenizer, entry = load_lm(cfg.model.backbone)
+        new_ids = add_special_tokens(tokenizer) if cfg.data.special_tokens else []
+        if new_ids:
+            resize_for_tokens(backbone, tokenizer, new_ids)
+        TEMPLATES.get(cfg.data.template).check(tokenizer)
+        context = context_length(backbone, tokenizer)
+        if context and cfg.model.max_length > context:
+            raise UserError(f"model.max_length {cfg.model.max_length} exceeds the model's context of {context} tokens", where="model.max_length")
+        model = GenerativeLM(backbone, cfg.loss.label_smoothing)
+        model.zoo_entry = entry
+        model.trainable_token_ids = new_ids  # read by the lora adapter: new rows train under LoRA
+        return model, tokenizer
+
+    def _encode(self, cfg, tokenizer, messages: list[dict], encdec: bool) -> dict:
+        """One conversation -> {input_ids, labels, prompt_ids} (causal: masked sequence; seq2seq: pair)."""
+        template, eos = TEMPLATES.get(cfg.data.template), tokenizer.eos_token_id
+        if not encdec:
+            enc = encode(template.render(messages, tokenizer), tokenizer, eos, cfg.data.train_on_prompt)
+            return {"input_ids": enc.input_ids, "labels": enc.labels, "prompt_ids": enc.input_ids[: enc.prompt_len]}
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        prompt_text = "".join(s.text for s in template.render(messages[:last], tokenizer, generation=True))
+        prompt_ids = list(tokenizer(prompt_text).input_ids)
+        labels = list(tokenizer(text_target=messages[last]["content"]).input_ids)
+        if not labels or labels[-1] != eos:
+            labels.append(eos)
+        return {"input_ids": prompt_ids, "labels": labels, "prompt_ids": prompt_ids}
+
+    def prepare(self, cfg, tokenizer, data: GenData) -> Prepared:
+        from ..generation.model import context_length
+        from ..zoo import resolve
+
+        config = _lm_config(resolve(cfg.model.backbone).path)
+        encdec = bool(getattr(config, "is_encoder_decoder", False))
+        context = getattr(config, "max_position_embeddings", None)
+        max_len, budget = cfg.model.max_length, cfg.data.generate.max_new_tokens
+        splits, lengths, dropped = {}, {}, {}
+        for name, rows in data.splits.items():
+            items = []
+            for index, row in enumerate(rows):
+                item = self._encode(cfg, tokenizer, to_messages(row, cfg.data.prompt, cfg.data.system), encdec)
+                size = max(len(item["input_ids"]), len(item["labels"])) if encdec else len(item["input_ids"])
+                reason = f"{size} tokens, over model.max_length={max_len}" if size > max_len else None
+                if name != "train" and context and len(item["prompt_ids"]) + budget > context:
+                    reason = f"prompt of {len(item['prompt_ids'])} tokens + max_new_tokens {budget} exceeds the context of {context}"
+                if reason:
+                    if cfg.data.overlong == "error":
+                        raise UserError(f"sample is too long: {reason}", where=row["source"],
+                                        expected="a shorter sample, a larger model.max_length, or data.overlong: drop (counted)")
+                    dropped[name] = dropped.get(name, 0) + 1
+                    continue
+                source, reference = last_turns(row)
+                items.append({**item, "reference": reference, "source_text": source})
+            if not items:
+                raise UserError(f"every sample of split '{name}' is over model.max_length={max_len}", where="model.max_length")
+            splits[name], lengths[name] = items, [len(it["input_ids"]) + (len(it["labels"]) if encdec else 0) for it in items]
+        data.stats["dropped_overlong"] = {k: dropped.get(k, 0) for k in data.splits}
+        if any(dropped.values()):
+            print(f"[mmsft] dropped over-long samples (data.overlong: drop): {data.stats['dropped_overlong']}")
+        pad = tokenizer.pad_token_id
+        return Prepared(splits, Seq2SeqCollator(pad) if encdec else CausalCollator(pad), lengths)
+
+    # -- evaluation and prediction -----------------------------------------------------------------
+    def _generate(self, cfg, model, tokenizer, prompts: list[list[int]], desc: str):
+        gens = generate(model.backbone, tokenizer, prompts, cfg.data.generate, desc=desc)
+        texts = [g.text.split("\n")[0].strip() if cfg.data.generate.single_line else g.text for g in gens]
+        return gens, texts
+
+    @torch.no_grad()
+    def evaluate(self, cfg, model, prepared: Prepared, split: str, processor=None) -> EvalOutput:
+        from ..metrics import compute
+        from ..training.batching import iterate_eval
+
+        model.eval()
+        device = next(model.parameters()).device
+        loss_sum, tokens = 0.0, 0
+        for batch, _ in iterate_eval(prepared, split, cfg.train.eval_batch_size, device):
+            out = model(**batch)
+            loss_sum, tokens = loss_sum + float(out["loss"]) * int(out["tokens"]), tokens + int(out["tokens"])
+        items = prepared.splits[split]
+        gens, preds = self._generate(cfg, model, processor, [it["prompt_ids"] for it in items], f"generate {split}")
+        refs = [it["reference"] for it in items]
+        stopped = [g.stopped_by_eos for g in gens]
+        names = list(dict.fromkeys([*cfg.metrics, "eos_rate"]))
+        metrics = compute(names, predictions=preds, references=refs, stopped_by_eos=stopped)
+        metrics["loss"] = loss_sum / max(tokens, 1)
+        metrics["mean_new_tokens"] = sum(len(g.token_ids) for g in gens) / max(len(gens), 1)
+        return EvalOutput(metrics, preds, refs, {"sources": [it["source_text"] for it in items], "stopped_by_eos": stopped})
+
+    def predict(self, cfg, model, tokenizer, inputs: list[str]) -> list[dict]:
+        from ..generation.model import context_length
+
+        encdec = model.encoder_decoder
+        template = TEMPLATES.get(cfg.data.template)
+        context = context_length(model.backbone, tokenizer)
+        prompts = []
+        for i, text in enumerate(inputs):
+            messages = to_messages(parse_input(text, i, cfg.data), cfg.data.prompt, cfg.data.system)
+            segments = template.render(messages, tokenizer, generation=True)
+            if encdec:
+                ids = list(tokenizer("".join(s.text for s in segments)).input_ids)
+            else:
+                ids = sum((tokenize(tokenizer, s.text) for s in segments), [])
+            if context and len(ids) + cfg.data.generate.max_new_tokens > context:
+                raise UserError(f"prompt of {len(ids)} tokens + max_new_tokens {cfg.data.generate.max_new_tokens} exceeds the "
+                                f"model's context of {context}", where=f"input {i + 1}", expected="a shorter input")
+            prompts.append(ids)
+        model.eval()
+        gens, texts = self._generate(cfg, model, tokenizer, prompts, "generate")
+        return [{"input": text, "output": out, "stopped_by_eos": g.stopped_by_eos, "new_tokens": len(g.token_ids)}
+                for text, out, g in zip(inputs, texts, gens)]
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def data_summary(self, data: GenData) -> dict:
+        return {**{k: len(v) for k, v in data.splits.items()}, **({"dropped_overlong": data.stats["dropped_overlong"]} if "dropped_overlong" in data.stats else {})}
+
+    def report_sections(self, cfg, run_dir: Path, test: EvalOutput, data) -> list[str]:
+        g = cfg.data.generate
+        n = len(test.predictions)
+        picks = sorted({round(i * (n - 1) / 4) for i in range(5)}) if n > 1 else list(range(n))
+        rows = [f"| {_md(test.extra['sources'][i])} | {_md(test.references[i])} | {_md(test.predictions[i])} | "
+                f"{'yes' if test.extra['stopped_by_eos'][i] else 'no'} |" for i in picks]
+        decoding = "greedy" if g.num_beams == 1 else f"beam search ({g.num_beams} beams)"
+        return [
+            "## Generation (test)\n",
+            f"- Template `{cfg.data.template}`, prompt `{_md(cfg.data.prompt)}`, special tokens {'added' if cfg.data.special_tokens else 'off'}, "
+            f"loss on {'prompt and target' if cfg.data.train_on_prompt else 'target tokens only'}",
+            f"- Decoding: {decoding}, max_new_tokens {g.max_new_tokens}, left-padded batches of {g.batch_size}"
+            + (", first line kept" if g.single_line else ""),
+            f"- EOS rate {test.metrics.get('eos_rate', 0):.3f}, mean new tokens {test.metrics.get('mean_new_tokens', 0):.1f}, "
+            f"test loss {test.metrics.get('loss', float('nan')):.4f}",
+            f"- Over-long samples dropped: {(data.stats.get('dropped_overlong') if data is not None else None) or 'none'}\n",
+            "### Example outputs\n",
+            "| source | reference | prediction | stopped by EOS |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+        ]

@@ -1,0 +1,42 @@
+"""CLI surface: every command has --help, tasks/models listings show the registries."""
+import pytest
+
+from mmsft.cli.main import build_parser, main
+
+
+def _commands():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert f"mmsft {command}" in out and len(out.splitlines()) >= 3
+
+
+def test_tasks_list_and_show(capsys):
+    assert main(["tasks", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ["finance_sentiment", "medical_abstracts", "sst2_sentiment", "banking77_intent",
+                 "reviews_books", "reviews_dvd", "reviews_electronics", "reviews_kitchen"]:
+        assert name in out
+    assert main(["tasks", "show", "finance_sentiment"]) == 0
+    shown = capsys.readouterr().out
+    assert "Sentences_50Agree.txt" in shown and shown.splitlines()[1].startswith("# mmsft train finance_sentiment")
+    assert main(["tasks", "show", "finance"]) == 2
+
+
+def test_models_list_names_zoo_entries(capsys):
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "minilm-l6" in out and "installed" in out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
