@@ -42,7 +42,7 @@ def header(title: str, command: str) -> list[str]:
 
 def train_in_subprocess(task: str, adapter: str, out: Path, overrides: list[str] = ()) -> dict:
     """Run `mmsft train` in a fresh process (clean peak-memory figure); returns its metrics.json."""
-    cmd = [sys.executable, "-m", "mmsft.cli.main", "train", task, "--adapter", adapter, "--output", str(out), *overrides]
+    cmd = [sys.executable, "-m", "mmsft", "train", task, "--adapter", adapter, "--output", str(out), *overrides]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return json.loads((out / "metrics.json").read_text())

@@ -69,20 +69,23 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
     session = build_session(cfg)
     groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
     run_dir = Path(run_dir or new_run_dir(cfg))
-    if run_dir.exists() and not resume and any(run_dir.iterdir()):
+    if run_dir.exists() and not resume and any(run_dir.iterdir()):  # every rank checks before anything is written
         from .errors import UserError
 
         raise UserError("run folder exists and is not empty (pass --resume to continue it)", where=str(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from .config import to_dict
-    import yaml
-
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    counts = session.model.param_counts()
-    write_json(run_dir / "params.json", counts)
-    print(f"[mmsft] {cfg.name} / {cfg.adapter.method}: trainable {counts['trainable_params']:,} of {counts['total_params']:,} parameters ({counts['trainable_percent']}%)")
-
     accelerator = make_accelerator(cfg.train)
+    counts = session.model.param_counts()
+    if accelerator.is_main_process:  # multi-process: one writer, the others wait for the folder
+        import yaml
+
+        from .config import to_dict
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_json(run_dir / "params.json", counts)
+        print(f"[mmsft] {cfg.name} / {cfg.adapter.method}: trainable {counts['trainable_params']:,} of "
+              f"{counts['total_params']:,} parameters ({counts['trainable_percent']}%)")
+    accelerator.wait_for_everyone()
     session.model.to(accelerator.device)
     prepared = session.prepared
     cached = cfg.train.cache_features and session.adapter.backbone_frozen(cfg.adapter.options) and hasattr(session.model, "encode")
@@ -114,6 +117,7 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
         write_json(run_dir / "metrics.json", summary)
         write_report(session, run_dir, summary, test)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only a crashed run needs them
+    accelerator.wait_for_everyone()
     return run_dir
 
 

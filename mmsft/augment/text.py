@@ -33,10 +33,10 @@ def by_label(rows: list[dict]) -> dict:
     return groups
 
 
-def common_tokens(rows: list[dict], top: int = 50) -> set[str]:
-    """The corpus's own most frequent tokens (its stop words, whatever the language or domain)."""
-    counts = Counter(tok.lower() for row in rows for tok in row["text"].split())
-    return {tok for tok, _ in counts.most_common(top)}
+def common_tokens(rows: list[dict], share: float = 0.1) -> set[str]:
+    """The corpus's own stop words, whatever the language or domain: tokens in >= 10% of the rows (and >= 2)."""
+    counts = Counter(tok for row in rows for tok in {t.lower() for t in row["text"].split()})
+    return {tok for tok, n in counts.items() if n >= max(2.0, share * len(rows))}
 
 
 @dataclass

@@ -58,5 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # use `python -m mmsft`: running this file directly would register commands twice
+    from mmsft.cli.main import main as _main
+
+    sys.exit(_main())

@@ -28,7 +28,7 @@ def distinct_n(texts: list[str], n: int) -> float:
 
 def text_diversity(data: QCData) -> dict:
     out = {"by_split": {}, "by_class": {}}
-    for split in data.splits():
+    for split in [s for s in data.splits() if s != "dropped"]:
         texts = [it.text for it in data.by_split(split)]
         out["by_split"][split] = {"rows": len(texts), "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2)}
     groups = defaultdict(list)

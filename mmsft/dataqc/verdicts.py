@@ -40,7 +40,8 @@ def leakage(data: QCData, r: dict) -> list[dict]:
     for pair, found in dup["leakage"]["exact"].items():
         if found["rows"]:
             a, b = pair.split("->")
-            out.append(verdict("critical", f"Leakage {a} -> {b}: {found['rows']} of {found['of']} {b} rows ({_pct(found['share'])}) also occur in {a}",
+            out.append(verdict("critical" if found["share"] >= 0.01 else "high",
+                               f"Leakage {a} -> {b}: {found['rows']} of {found['of']} {b} rows ({_pct(found['share'])}) also occur in {a}",
                                f"exact duplicates (normalised text) sit on both sides of the {a}/{b} split as the task configures it; "
                                f"the {b} score overstates generalisation.", f"drop those rows from {a} (`--fix`), or deduplicate before splitting", "leakage"))
     for pair, found in dup["leakage"]["exact_or_near"].items():
@@ -81,7 +82,7 @@ def label_noise(data: QCData, r: dict) -> list[dict]:
     if not noise or "suspects" not in noise or not noise["suspects"]:
         return []
     share = noise["suspect_share"]
-    severity = "high" if share >= 0.05 else "medium" if share >= 0.01 else "low"
+    severity = "high" if share >= 0.03 else "medium" if share >= 0.01 else "low"
     pairs = ", ".join(list(noise["top_pairs"])[:3])
     return [verdict(severity, f"Label-noise suspects: about {noise['suspects']} rows ({_pct(share)}) look mislabelled",
                     f"out-of-fold accuracy of a linear probe on frozen {noise['backbone']} embeddings is {noise['oof_accuracy']:.3f}; "

@@ -30,8 +30,13 @@ LANGUAGES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech", "es
              "pt": "Portuguese", "nl": "Dutch", "ru": "Russian", "zh": "Chinese", "ja": "Japanese"}
 
 
+def clean(text: str) -> str:
+    """Trimmed, with Windows line ends made plain (Bitext replies use CRLF inside quoted fields)."""
+    return text.replace("\r\n", "\n").strip()
+
+
 def pair(source: str, target: str, fields: dict, where: str) -> dict:
-    return {"messages": [{"role": "user", "content": source}, {"role": "assistant", "content": target}],
+    return {"messages": [{"role": "user", "content": clean(source)}, {"role": "assistant", "content": clean(target)}],
             "fields": fields, "source": where}
 
 
@@ -119,7 +124,7 @@ def read_jsonl_conversations(root: Path, pattern: str, spec) -> list[dict]:
                 check_messages(messages, where)
                 if messages[-1]["role"] != "assistant":
                     raise UserError("conversation does not end with an assistant turn", where=where, expected="the last message to be the reply to learn")
-                rows.append({"messages": [{**m, "content": m["content"].strip()} for m in messages], "fields": fields, "source": f"{path.name}:{i}"})
+                rows.append({"messages": [{**m, "content": clean(m["content"])} for m in messages], "fields": fields, "source": f"{path.name}:{i}"})
                 continue
             source, target = record.get(spec.source_column), record.get(spec.target_column)
             for name, text in ((spec.source_column, source), (spec.target_column, target)):

@@ -128,18 +128,13 @@ class Detection(TaskKind):
         from ..vision.trunk import load_image_backbone
         from ..zoo import ZOO
 
-        names = self.class_names(cfg, data)
+        names = data["train"].class_names if data is not None else cfg.data.class_names
+        if data is not None:
+            cfg.data.class_names = list(names)  # saved in config.yaml: a loaded run knows its classes
         model = Detector(load_image_backbone(cfg.model.backbone), cfg.model.head, len(names), cfg.model.options)
         model.zoo_entry = ZOO.get(cfg.model.backbone) if cfg.model.backbone in ZOO else None
         model.class_names = names
         return model, None
-
-    def class_names(self, cfg, data) -> list[str]:
-        if data is not None:
-            return data["train"].class_names
-        if cfg.data.class_names:
-            return list(cfg.data.class_names)
-        return _load_split(cfg.data, "train", None).class_names  # a saved run: labels as trained
 
     def prepare(self, cfg, processor, data) -> Prepared:
         from ..vision import DetectionDataset, detection_transforms

@@ -306,7 +306,11 @@ class Generation(TaskKind):
         return {**{k: len(v) for k, v in data.splits.items()}, **({"dropped_overlong": data.stats["dropped_overlong"]} if "dropped_overlong" in data.stats else {})}
 
     def report_sections(self, cfg, run_dir: Path, test: EvalOutput, data) -> list[str]:
+        """Settings, an examples table, and every test output in ``test_predictions.jsonl``."""
         g = cfg.data.generate
+        with (run_dir / "test_predictions.jsonl").open("w") as fh:
+            for src, ref, pred, stop in zip(test.extra["sources"], test.references, test.predictions, test.extra["stopped_by_eos"]):
+                fh.write(json.dumps({"source": src, "reference": ref, "prediction": pred, "stopped_by_eos": stop}, ensure_ascii=False) + "\n")
         n = len(test.predictions)
         picks = sorted({round(i * (n - 1) / 4) for i in range(5)}) if n > 1 else list(range(n))
         rows = [f"| {_md(test.extra['sources'][i])} | {_md(test.references[i])} | {_md(test.predictions[i])} | "
@@ -320,7 +324,8 @@ class Generation(TaskKind):
             + (", first line kept" if g.single_line else ""),
             f"- EOS rate {test.metrics.get('eos_rate', 0):.3f}, mean new tokens {test.metrics.get('mean_new_tokens', 0):.1f}, "
             f"test loss {test.metrics.get('loss', float('nan')):.4f}",
-            f"- Over-long samples dropped: {(data.stats.get('dropped_overlong') if data is not None else None) or 'none'}\n",
+            f"- Over-long samples dropped: {(data.stats.get('dropped_overlong') if data is not None else None) or 'none'}; "
+            "all test outputs: `test_predictions.jsonl`\n",
             "### Example outputs\n",
             "| source | reference | prediction | stopped by EOS |",
             "|---|---|---|---|",

@@ -56,3 +56,12 @@ class ClassificationHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
+
+
+@HEADS.register("image_classification")
+class ImageClassificationHead(ClassificationHead):
+    """Global average pooling of a (B, C, H, W) feature map, then the classification head; pooled
+    (B, C) features pass straight through, so cached features work too."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return super().forward(features.mean((2, 3)) if features.ndim == 4 else features)

@@ -42,11 +42,13 @@ def resolve_precision(spec, device: torch.device) -> str:
 
 
 def make_accelerator(spec):
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     use_cpu = spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available())
     device = torch.device("cpu") if use_cpu else torch.device("cuda" if torch.cuda.is_available() else "mps")
-    return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec, device))
+    # backbones carry parts a task may not use (BERT's pooler under mean pooling): let DDP skip them
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec, device), kwargs_handlers=[ddp])
 
 
 def peak_memory_mb(device: torch.device) -> float:

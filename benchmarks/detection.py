@@ -1,0 +1,185 @@
+"""Detection benchmark: the default detector of traffic_vehicles x full / frozen / LoRA through mmsft,
+and the same model trained by a plain torchvision-reference-style loop, in one run.
+
+    python benchmarks/detection.py                 # the full benchmark (about 3-4 h on 2 CPU cores)
+    python benchmarks/detection.py --quick         # smoke test: 16 train / 8 eval images, 1 epoch
+
+mmsft rows: ``mmsft train traffic_vehicles --adapter detector_<a>`` in a fresh process each (clean peak
+memory).  Reference row: a fresh process builds the very same model (``mmsft.pipeline.build_session``:
+same backbone, neck, head, adapter, seed, datasets and augmentation) and trains it the way
+torchvision's ``references/detection/train.py`` does -- a bare DataLoader loop, ``sum(loss_dict)``,
+``backward``, clip, ``optimizer.step``, per-step LR schedule -- with the same optimizer groups, LR,
+schedule, warmup, weight decay, clipping, batch size and epochs; no validation, checkpoints or logging.
+Both score the final / best model on test with the same code.  Images/s counts training time only.
+Writes ``detection.md``, ``detection.json`` and ``detection.png`` into ``--results``
+(default benchmarks/results; with --quick a temporary folder unless ``--results`` is given).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, header, write_json  # noqa: E402
+
+TASK = "traffic_vehicles"
+ADAPTERS = {"full": "detector_full", "frozen": "detector_frozen", "lora": "detector_lora"}
+QUICK = ["data.max_train_samples=16", "data.max_eval_samples=8", "train.epochs=1"]
+
+
+# ----------------------------------------------------------------------------- the runs
+def train_in_subprocess(adapter: str, out: Path, overrides: list[str]) -> dict:
+    """`mmsft train` in a fresh process (clean peak memory); returns its metrics.json.  Not
+    ``python -m mmsft.cli.main``: run as __main__, that module's command registry stays empty."""
+    cmd = [sys.executable, "-c", "import sys; from mmsft.cli.main import main; sys.exit(main())",
+           "train", TASK, "--adapter", ADAPTERS[adapter], "--output", str(out), *overrides]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads((out / "metrics.json").read_text())
+
+
+# ----------------------------------------------------------------------------- the reference loop
+def reference_worker(adapter: str, overrides: list[str], out: Path) -> None:
+    """torchvision-reference-style training of the mmsft-built model; writes ``out`` (JSON)."""
+    import resource
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mmsft.pipeline import build_session
+    from mmsft.spec import build_run_config
+    from mmsft.training.optim import build_optimizer
+    from mmsft.training.schedules import build_scheduler
+
+    cfg = build_run_config(TASK, ADAPTERS[adapter], overrides)
+    session = build_session(cfg)  # same seeds, model, adapter and datasets as `mmsft train`
+    model, prepared, t = session.model, session.prepared, cfg.train
+    loader = DataLoader(prepared.splits["train"], batch_size=t.batch_size, shuffle=True, collate_fn=prepared.collate,
+                        generator=torch.Generator().manual_seed(t.seed))
+    total_steps = int(t.epochs * len(loader))
+    optimizer = build_optimizer(model, t.lr, t.weight_decay, t.head_lr)
+    scheduler = build_scheduler(optimizer, t.schedule, total_steps, t.warmup_ratio)
+    params = [p for p in model.parameters() if p.requires_grad]
+    seen, seconds = 0, 0.0
+    model.train()
+    for epoch in range(int(t.epochs)):
+        tick = time.perf_counter()
+        for batch in loader:
+            loss_dict = model(batch["images"], batch["targets"])
+            losses = loss_dict["loss"]
+            optimizer.zero_grad()
+            losses.backward()
+            if t.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            seen += len(batch["images"])
+        seconds += time.perf_counter() - tick
+        print(f"reference epoch {epoch + 1}: loss {losses.item():.4f}", flush=True)
+    test = session.kind.evaluate(cfg, model, prepared, "test")
+    counts = model.param_counts()
+    out.write_text(json.dumps({"map50": test.metrics["map50"], "map50_95": test.metrics["map50_95"],
+                               "trainable_params": counts["trainable_params"], "images_per_second": seen / seconds,
+                               "train_seconds": seconds, "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def reference_in_subprocess(adapter: str, overrides: list[str], out: Path) -> dict:
+    cmd = [sys.executable, __file__, "--reference-worker", adapter, "--worker-out", str(out), "--", *overrides]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads(out.read_text())
+
+
+# ----------------------------------------------------------------------------- results
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['runner']}\n{r['adapter']}" for r in rows]
+    colours = ["tab:blue" if r["runner"] == "mmsft" else "tab:gray" for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, key, title in ((axes[0], "map50", "test mAP@0.5"), (axes[1], "map50_95", "test mAP@0.5:0.95"),
+                           (axes[2], "images_per_second", "train images/s")):
+        bars = ax.bar(range(len(rows)), [r[key] for r in rows], color=colours)
+        for b, r in zip(bars, rows):
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{r[key]:.3g}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(rows)), labels, fontsize=8)
+        ax.set_title(title)
+    fig.suptitle(f"{TASK}: default detector, mmsft adapters vs a plain reference loop")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render(rows: list[dict], command: str, cfg_text: str, quick: bool) -> str:
+    lines = header("Detection benchmark: default detector x full / frozen / LoRA, and a reference loop", command)
+    if quick:
+        lines += ["**QUICK SMOKE RUN** (16 train / 8 eval images, 1 epoch): the figures only show the pipeline works.", ""]
+    lines += [f"Task `{TASK}`; default model: {cfg_text}.", "",
+              "| runner | adapter | test mAP@0.5 | test mAP@0.5:0.95 | trainable params | train images/s | train s | peak MB |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['runner']} | {r['adapter']} | {r['map50']:.4f} | {r['map50_95']:.4f} | {r['trainable_params']:,} | "
+                     f"{r['images_per_second']:.2f} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:.0f} |")
+    ref = next((r for r in rows if r["runner"] == "reference"), None)
+    same = next((r for r in rows if ref and r["runner"] == "mmsft" and r["adapter"] == ref["adapter"]), None)
+    if ref and same:
+        lines += ["", f"mmsft / reference ({ref['adapter']}): {same['images_per_second'] / ref['images_per_second']:.2f}x the images/s; "
+                  f"mAP@0.5 {same['map50']:.4f} vs {ref['map50']:.4f}, mAP@0.5:0.95 {same['map50_95']:.4f} vs {ref['map50_95']:.4f}."]
+    lines += ["", "mmsft rows validate every epoch and keep the best validation epoch (map50_95); the reference keeps the last.",
+              "Images/s counts training steps only (no evaluation or checkpoint time) on the same data pipeline",
+              "(DataLoader in the main process, letterbox + augmentation). Peak memory is the process's peak RSS.", "",
+              "![detection benchmark](detection.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--adapters", nargs="+", default=list(ADAPTERS), choices=list(ADAPTERS))
+    ap.add_argument("--reference-adapter", default="full", choices=list(ADAPTERS), help="adapter the reference loop trains")
+    ap.add_argument("--quick", action="store_true", help="smoke test on a few images (checks the script end to end)")
+    ap.add_argument("--results", type=Path, help="output folder (default benchmarks/results; --quick: a temp folder)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of every run")
+    ap.add_argument("--reference-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
+    args = ap.parse_args()
+    if args.reference_worker:  # train.threads in the overrides sets the torch threads
+        return reference_worker(args.reference_worker, args.overrides, args.worker_out)
+
+    overrides = [f"train.threads={args.threads}", *(QUICK if args.quick else []), *args.overrides]
+    results = args.results or (Path(tempfile.mkdtemp(prefix="mmsft-det-quick-")) if args.quick else RESULTS)
+    results.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mmsft-bench-det-") as tmp:
+        for adapter in args.adapters:
+            m = train_in_subprocess(adapter, Path(tmp) / adapter, overrides)
+            rows.append({"runner": "mmsft", "adapter": adapter, "map50": m["test"]["map50"], "map50_95": m["test"]["map50_95"],
+                         "trainable_params": m["trainable_params"], "images_per_second": m["samples_per_second"],
+                         "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"]})
+        r = reference_in_subprocess(args.reference_adapter, overrides, Path(tmp) / "reference.json")
+        rows.append({"runner": "reference", "adapter": args.reference_adapter, **r})
+    from mmsft.spec import build_run_config
+
+    cfg = build_run_config(TASK, ADAPTERS[args.reference_adapter], overrides)
+    cfg_text = (f"`{cfg.model.backbone}` + {cfg.model.options.neck} ({cfg.model.options.channels} ch, strides "
+                f"{cfg.model.options.strides} + {cfg.model.options.extra_levels} extra) + `{cfg.model.head}`, "
+                f"{cfg.data.image_size}px {cfg.data.resize}, {cfg.train.epochs:g} epochs, batch {cfg.train.batch_size}, "
+                f"{args.threads} threads")
+    command = ("python benchmarks/detection.py " + " ".join(sys.argv[1:])).strip()
+    write_json(results / "detection.json", rows)
+    plot(rows, results / "detection.png")
+    (results / "detection.md").write_text(render(rows, command, cfg_text, args.quick))
+    print(f"wrote {results / 'detection.md'}")
+
+
+if __name__ == "__main__":
+    main()
