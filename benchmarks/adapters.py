@@ -70,11 +70,11 @@ def main() -> None:
     ap.add_argument("--adapters", nargs="+", default=["full", "lora", "frozen"])
     args = ap.parse_args()
     json_path = RESULTS / "adapters.json"
-    rows = json.loads(json_path.read_text()) if json_path.is_file() else []
     with tempfile.TemporaryDirectory(prefix="mmsft-bench-") as tmp:
         for task in args.tasks:
             for adapter in args.adapters:
                 m = train_in_subprocess(task, adapter, Path(tmp) / f"{task}-{adapter}")
+                rows = json.loads(json_path.read_text()) if json_path.is_file() else []  # re-read: other sittings may have added rows
                 rows = [r for r in rows if (r["task"], r["adapter"]) != (task, adapter)]
                 rows.append({"task": task, "adapter": adapter, "metric": "accuracy", "value": m["test"]["accuracy"],
                              "f1_macro": m["test"].get("f1_macro"), "trainable_params": m["trainable_params"],

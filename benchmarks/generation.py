@@ -5,7 +5,8 @@ on smollm2-135m and gemma3-270m.
     python benchmarks/generation.py --quick      # tiny subsets and 2 steps: checks the script end to end
 
 For every (task, model) two stages run, each in its own process (clean memory, a crash loses one
-stage only; finished stages are reused from ``--out``/stages/ unless ``--fresh``):
+stage only; finished stages are reused from ``--work``/stages/ unless ``--fresh``; run folders go to
+``--work``/runs/, default runs/bench-generation, so weights never land in the repository):
 
 * ``zero_shot``: the untouched model (no added tokens, no training) on the task's test subset,
   prompted the way it understands: SmolLM2-Instruct through its own chat template, the Gemma base
@@ -45,7 +46,7 @@ ZERO_SHOT = {  # (model, task) -> overrides giving the untouched model its natur
     ("smollm2-135m", "customer_service_reply"): ["data.template=chat", "data.special_tokens=false",
                                                  q("data.system", "You are a helpful customer support agent of an online shop.")],
     ("gemma3-270m", "translation_en_de"): ["data.template=plain", "data.special_tokens=false",
-                                           q("data.prompt", "{source_language}: {source}\n{target_language}:")],
+                                           q("data.prompt", "Translate from {source_language} to {target_language}.\n{source_language}: {source}\n{target_language}:")],
     ("gemma3-270m", "customer_service_reply"): ["data.template=plain", "data.special_tokens=false",
                                                 q("data.prompt", "A support agent of an online shop answers a customer.\nCustomer: {source}\nAgent:")],
 }
@@ -56,7 +57,7 @@ SCORES = ("bleu", "chrf", "rouge_l", "eos_rate", "length_ratio", "loss", "mean_n
 
 
 # -- one stage, in a child process ------------------------------------------------------------------
-def run_stage(task: str, model: str, stage: str, overrides: list[str], out: Path) -> dict:
+def run_stage(task: str, model: str, stage: str, overrides: list[str], work: Path) -> dict:
     import torch
 
     from mmsft.kinds import KINDS
@@ -82,7 +83,7 @@ def run_stage(task: str, model: str, stage: str, overrides: list[str], out: Path
         metrics, test_n = test.metrics, len(test.predictions)
     else:
         cfg = build_run_config(task, "lora", base)
-        run_dir = out / "runs" / f"{task}-{model}"
+        run_dir = work / "runs" / f"{task}-{model}"
         if run_dir.exists():
             import shutil
 
@@ -99,6 +100,7 @@ def run_stage(task: str, model: str, stage: str, overrides: list[str], out: Path
     row.update({k: metrics.get(k) for k in SCORES}, test_samples=test_n,
                settings=f"template {cfg.data.template}, prompt {cfg.data.prompt!r}, max_new_tokens {cfg.data.generate.max_new_tokens}, "
                         f"{'greedy' if cfg.data.generate.num_beams == 1 else f'{cfg.data.generate.num_beams} beams'}")
+    row["overrides"] = overrides  # a saved stage is reused only for the same overrides
     row["examples"] = predictions
     return row
 
@@ -176,23 +178,26 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value", help="config overrides for every stage")
     ap.add_argument("--quick", action="store_true", help="tiny subsets, 2 steps: checks the script end to end")
     ap.add_argument("--out", type=Path, help="results folder (default benchmarks/results; --quick: runs/bench-generation-quick)")
-    ap.add_argument("--fresh", action="store_true", help="recompute stages already saved in OUT/stages")
+    ap.add_argument("--work", type=Path, help="stage results and run folders (default runs/bench-generation[-quick])")
+    ap.add_argument("--fresh", action="store_true", help="recompute stages already saved in WORK/stages")
     ap.add_argument("--stage-child", nargs=3, metavar=("TASK", "MODEL", "STAGE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = args.out or (Path("runs/bench-generation-quick") if args.quick else RESULTS)
+    work = args.work or Path("runs") / ("bench-generation-quick" if args.quick else "bench-generation")
     overrides = [*(QUICK if args.quick else []), *args.set]
     if args.stage_child:
         task, model, stage = args.stage_child
-        row = run_stage(task, model, stage, overrides, out)
-        write_json(out / "stages" / f"{task}-{model}-{stage}.json", row)
+        row = run_stage(task, model, stage, overrides, work)
+        write_json(work / "stages" / f"{task}-{model}-{stage}.json", row)
         return
     rows = []
     for task in args.tasks:
         for model in args.models:
             for stage in args.stages:
-                path = out / "stages" / f"{task}-{model}-{stage}.json"
-                if args.fresh or not path.is_file():
-                    cmd = [sys.executable, __file__, "--stage-child", task, model, stage, "--out", str(out),
+                path = work / "stages" / f"{task}-{model}-{stage}.json"
+                stale = not path.is_file() or json.loads(path.read_text()).get("overrides") != overrides
+                if args.fresh or stale:
+                    cmd = [sys.executable, __file__, "--stage-child", task, model, stage, "--work", str(work),
                            *(["--quick"] if args.quick else []), *(["--set", *args.set] if args.set else [])]
                     print("$", " ".join(cmd), flush=True)
                     subprocess.run(cmd, check=True)

@@ -28,10 +28,14 @@ def hf_trainer_run(cfg, tmp: Path) -> dict:
     session = build_session(cfg)
     train_ds = session.prepared.splits["train"].with_format(None)
     t = cfg.train
+    import math
+
+    total_steps = math.ceil(t.epochs * math.ceil(len(train_ds) / t.batch_size))
     args = TrainingArguments(
         output_dir=str(tmp / "hf"), num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size,
-        learning_rate=t.lr, weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio, lr_scheduler_type=t.schedule,
-        max_grad_norm=t.max_grad_norm, group_by_length=t.group_by_length, length_column_name="length",
+        learning_rate=t.lr, weight_decay=t.weight_decay, warmup_steps=int(round(total_steps * t.warmup_ratio)), lr_scheduler_type=t.schedule,
+        max_grad_norm=t.max_grad_norm, length_column_name="length",
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         eval_strategy="no", save_strategy="no", logging_steps=50, report_to=[], seed=t.seed, use_cpu=True,
         dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
     )

@@ -14,6 +14,7 @@ import pytest
 from mmsft.cli.main import main
 from mmsft.dataqc import build_view, check_task, detection_view, run_checks, write_report
 from mmsft.dataqc import duplicates as dq
+from mmsft.dataqc.diversity import dialogue_stats
 from mmsft.spec import build_run_config
 
 from conftest import SHARED_DATA, write_toy_csv
@@ -100,6 +101,18 @@ def test_fix_refuses_a_non_empty_target_before_writing_anything(tmp_path, tiny_b
     code = main(["data", "check", str(task), "--fix", str(target), "--skip", "noise,diversity"])
     assert code == 2 and "--fix output exists and is not an empty folder" in capsys.readouterr().err
     assert not (isolated / "runs").exists() and [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_report_folder_with_other_content_is_refused(tmp_path, tiny_bert, isolated, capsys):
+    task = _planted_task(tmp_path, tiny_bert)
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    code = main(["data", "check", str(task), "--out", str(other), "--skip", "noise,diversity"])
+    assert code == 2 and "report folder exists and is not an earlier data-check report" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    assert main(["data", "check", str(task), "--skip", "duplicates", "--fix", str(tmp_path / "f")]) == 2
+    assert "--fix needs the duplicates section" in capsys.readouterr().err
 
 
 def _bad_task(tmp_path: Path, content: bytes | None, name: str = "d.csv") -> Path:
@@ -282,3 +295,37 @@ def test_full_check_report_on_banking(flipped_banking):
     assert report["lengths"]["tokenizer"] == "minilm-l6" and report["lengths"]["max_length"] == 64
     md = (out / "report.md").read_text()
     assert "## Label-noise suspects" in md and "## Diversity" in md
+
+
+def test_image_classification_leak_found_by_image_hash_and_fixed(tmp_path, isolated):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    rng = random.Random(0)
+    for split, n in (("train", 6), ("test", 3)):
+        for label in ("cat", "dog"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.frombytes("RGB", (32, 32), bytes(rng.randrange(256) for _ in range(32 * 32 * 3))).save(folder / f"{split}{i}.png")
+    shutil.copy(root / "train" / "cat" / "train0.png", root / "test" / "cat" / "leak.png")  # same bytes in train and test
+    task = tmp_path / "img.yaml"
+    task.write_text(f"name: img\nkind: image_classification\ndata:\n  source: imgs\n  root: {tmp_path}\n"
+                    "  splits: {train: train, test: test}\nmodel: {backbone: mobilenet-v2}\nmetrics: [accuracy]\n")
+    out, results = check_task(build_run_config(str(task)), tmp_path / "report", fix_out=tmp_path / "fixed")
+    leaks = results["duplicates"]["leakage"]["exact"]
+    assert sum(v["rows"] for k, v in leaks.items() if k.endswith("->test")) == 1
+    assert json.loads((out / "check.json").read_text())["verdicts"][0]["key"] == "leakage"
+    assert results["balance"]["by_split"]["test"] == {"cat": 4, "dog": 3}
+    assert sorted(p.name for p in (tmp_path / "fixed" / "train" / "cat").iterdir()) == [f"train{i}.png" for i in range(1, 6)]
+    assert (tmp_path / "fixed" / "test" / "cat" / "leak.png").is_file() and (tmp_path / "fixed" / "task.yaml").is_file()
+
+
+@needs_data
+def test_generation_view_counts_intents_and_turns(isolated, tmp_path):
+    data = build_view(build_run_config("customer_service_reply"))
+    results = run_checks(data, ["duplicates", "balance"])
+    dialogue = dialogue_stats(data)
+    assert dialogue["dialogues"] == 4514 and dialogue["distinct_intents"] == 27 and dialogue["turns_max"] == 2  # SOURCE.md: 27 intents
+    assert results["balance"]["by_file_key"]["all"]["cancel_order"] == 139 and results["balance"]["by_file_key"]["all"]["delivery_period"] == 204
+    assert results["duplicates"]["exact"]["by_file_key"]["all"]["duplicate_rows"] > 0  # case-only variants of the same request

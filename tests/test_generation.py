@@ -194,3 +194,30 @@ def test_split_at_eos_uses_first_eos():
     assert split_at_eos([5, 7, 2, 2, 2], eos_id=2) == ([5, 7], True)  # pad == eos after the end
     assert split_at_eos([5, 7, 9], eos_id=2) == ([5, 7, 9], False)
     assert split_at_eos([2], eos_id=2) == ([], True)
+
+
+def test_loss_on_left_padded_batch_equals_hf_loss_per_sample(tiny_llama, smol_tok):
+    """The trimmed-logits, explicit-position loss equals Hugging Face's own loss on each unpadded sample."""
+    from transformers import AutoModelForCausalLM
+
+    from mmsft.generation.model import GenerativeLM
+    from mmsft.generation.tokens import resize_for_tokens
+
+    backbone = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    resize_for_tokens(backbone, smol_tok, smol_tok.convert_tokens_to_ids(["<|system|>", "<|user|>", "<|assistant|>", "<|knowledge|>"]))
+    model = GenerativeLM(backbone).eval()
+    items = []
+    for conv in (CONV, MULTI):
+        enc = encode(TEMPLATES.get("role").render(conv, smol_tok), smol_tok, smol_tok.eos_token_id)
+        items.append({"input_ids": enc.input_ids, "labels": enc.labels})
+    with torch.no_grad():
+        batch = model(**CausalCollator(smol_tok.pad_token_id)(items))
+        sums, counts = 0.0, 0
+        for it in items:
+            ids, labels = torch.tensor([it["input_ids"]]), torch.tensor([it["labels"]])
+            ref = backbone(input_ids=ids, labels=labels).loss
+            n = int((labels[:, 1:] != IGNORE).sum())
+            assert float(model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)["loss"]) == pytest.approx(float(ref), rel=1e-5)
+            sums, counts = sums + float(ref) * n, counts + n
+    assert int(batch["tokens"]) == counts
+    assert float(batch["loss"]) == pytest.approx(sums / counts, rel=1e-5)

@@ -45,7 +45,7 @@ def run_checks(data: QCData, sections: Iterable[str] = SECTIONS, embed_backbone:
         results["lengths"] = {**stats.length_stats(data, lengths), "_values": lengths}
     if "balance" in sections:
         results["balance"] = stats.class_balance(data)
-        if data.modality == "image":
+        if any("boxes" in it.extra for it in data.items):
             results["detection"] = stats.detection_stats(data)
     embeddings = None
     if data.modality == "text" and "noise" in sections:
@@ -76,6 +76,13 @@ def run_checks(data: QCData, sections: Iterable[str] = SECTIONS, embed_backbone:
     return results
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """A report folder may be new, empty, or an earlier report (replaced); anything else is refused."""
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "check.json").is_file())):
+        raise UserError("report folder exists and is not an earlier data-check report", where=str(out_dir),
+                        expected="a new or empty folder (--out)")
+
+
 def write_report(data: QCData, results: dict, out_dir: Path, command: str = "") -> Path:
     """Write report.md, check.json and charts into ``out_dir`` (built in a temp folder, then swapped in)."""
     import json
@@ -85,6 +92,7 @@ def write_report(data: QCData, results: dict, out_dir: Path, command: str = "") 
 
     verdicts = make_verdicts(data, results)
     out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -116,10 +124,13 @@ def check_task(cfg, out_dir: Optional[Path] = None, skip: Iterable[str] = (), fi
     if fix_out is not None:
         from .fix import check_fix_target
 
+        if "duplicates" not in sections:
+            raise UserError("--fix needs the duplicates section", where="--skip", expected="duplicates not skipped")
         check_fix_target(Path(fix_out), cfg)
+    out_dir = Path(out_dir) if out_dir else paths.runs_dir() / f"data-check-{cfg.name}"
+    check_out_dir(out_dir)
     data = build_view(cfg)
     results = run_checks(data, sections)
-    out_dir = Path(out_dir) if out_dir else paths.runs_dir() / f"data-check-{cfg.name}"
     write_report(data, results, out_dir, command)
     if fix_out is not None:
         from .fix import write_fixed

@@ -105,5 +105,6 @@ def image_diversity(data: QCData) -> dict:
     for split in data.splits():
         items = data.by_split(split)
         out[split] = {"images": len(items), "distinct_images": len({keys[it.id] for it in items}),
-                      "mean_classes_per_image": round(float(np.mean([len(set(it.label)) for it in items])), 2) if items else 0.0}
+                      "mean_classes_per_image": round(float(np.mean([len(set(it.label)) if isinstance(it.label, list) else 1
+                                                                     for it in items])), 2) if items else 0.0}
     return {"by_split": out}

@@ -9,9 +9,11 @@ Policy (applied to clusters of exact or near duplicates, found as in the report)
    kept; without a strict majority every row of the cluster is dropped (the label is unknowable).
 Label-noise suspects are NOT changed (they are suspects; review them with the ranked list).
 
-Text tasks: ``OUT/<key>.jsonl`` ({"text", "label"}) per files key, ``OUT/task.yaml`` (the same task
-on the cleaned files), ``OUT/fix.json`` (counts and every removed row with its reason).  Detection:
-a YOLO copy (images copied, labels rewritten, ``data.yaml``) plus ``fix.json``.
+Written per task kind (``WRITERS``), always with ``OUT/fix.json`` (counts and every removed row with
+its reason): text classification ``OUT/<key>.jsonl`` ({"text", "label"}) per files key and
+``OUT/task.yaml`` (the same task on the cleaned files); generation the conversations as jsonl
+``{"messages", fields}`` and ``task.yaml``; image classification an ImageFolder copy; detection a YOLO
+copy (images copied, labels rewritten, ``data.yaml``).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..errors import UserError
+from ..registry import Registry
 from .duplicates import UnionFind
 from .views import QCData
 
@@ -84,10 +87,8 @@ def write_fixed(cfg, data: QCData, results: dict, out: Path) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if data.modality == "text":
-        _write_text(cfg, data, removed, relabel, tmp, out)
-    else:
-        _write_yolo(data, removed, tmp)
+    writer = WRITERS.get(data.kind) if data.kind in WRITERS else WRITERS.get("detection" if data.modality == "image" else "text_classification")
+    writer(cfg, data, removed, relabel, tmp, out)
     reasons = Counter(r.split(":")[0] for r in removed.values())
     summary = {"policy": POLICY, "rows_in": len(data.items), "rows_out": len(data.items) - len(removed),
                "removed": dict(reasons), "relabelled": len(relabel),
@@ -102,33 +103,81 @@ def write_fixed(cfg, data: QCData, results: dict, out: Path) -> Path:
     return out
 
 
-def _write_text(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
-    import yaml
+WRITERS: Registry = Registry("--fix writer")  # task kind -> writer(cfg, data, removed, relabel, tmp, out)
 
-    from ..config import to_dict
 
+def _write_jsonl(data: QCData, removed: dict, tmp: Path, record) -> None:
     rows = defaultdict(list)
     for it in data.items:
         if it.id not in removed:
-            rows[it.file_key].append({"text": it.text, "label": relabel.get(it.id, it.label)})
+            rows[it.file_key].append(record(it))
     for key in data.file_keys():
         if not rows[key]:
             raise UserError(f"cleaning leaves files.{key} empty", where=f"files.{key}")
         with (tmp / f"{key}.jsonl").open("w", encoding="utf-8") as fh:
             for row in rows[key]:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _write_task(cfg, data: QCData, tmp: Path, out: Path, data_keys: dict) -> None:
+    import yaml
+
+    from ..config import to_dict
+
     spec = to_dict(cfg)
     spec.pop("adapter", None)
     spec.pop("output_dir", None)
     spec["name"] = f"{cfg.name}_fixed"
     spec["description"] = " ".join(filter(None, [cfg.description.strip(), f"Cleaned copy written by `mmsft data check {cfg.name} --fix`: {POLICY}."]))
-    spec["data"].update({"format": "jsonl", "root": str(out), "files": {k: f"{k}.jsonl" for k in data.file_keys()},
-                         "text_column": "text", "label_column": "label", "label_map": {}, "encoding": "utf-8"})
+    spec["data"].update({"format": "jsonl", "root": str(out), "files": {k: f"{k}.jsonl" for k in data.file_keys()}, "encoding": "utf-8", **data_keys})
     text = f"# mmsft train {out / 'task.yaml'} --adapter lora\n" + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     (tmp / "task.yaml").write_text(text)
 
 
-def _write_yolo(data: QCData, removed: dict, tmp: Path) -> None:
+@WRITERS.register("text_classification")
+def _write_text(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
+    _write_jsonl(data, removed, tmp, lambda it: {"text": it.text, "label": relabel.get(it.id, it.label)})
+    _write_task(cfg, data, tmp, out, {"text_column": "text", "label_column": "label", "label_map": {}})
+
+
+@WRITERS.register("generation")
+def _write_generation(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
+    """Conversations as ``{"messages": [...], <field>: label}`` lines (the generation jsonl format)."""
+    field_name = cfg.data.stratify_column or next(iter(cfg.data.field_columns), None)
+
+    def record(it):
+        row = {"messages": it.extra["turns"], **it.extra.get("fields", {})}
+        if field_name:
+            row[field_name] = relabel.get(it.id, it.label)
+        return row
+
+    _write_jsonl(data, removed, tmp, record)
+    _write_task(cfg, data, tmp, out, {})
+
+
+@WRITERS.register("image_classification")
+def _write_imagefolder(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
+    """``<split>/<class>/<image>`` copies, and the task YAML pointing at them."""
+    import yaml
+
+    from ..config import to_dict
+
+    for it in data.items:
+        if it.id not in removed:
+            folder = tmp / it.file_key / str(relabel.get(it.id, it.label))
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(it.image, folder / it.image.name)
+    if cfg is not None:
+        spec = to_dict(cfg)
+        spec.pop("adapter", None)
+        spec.pop("output_dir", None)
+        spec["name"] = f"{cfg.name}_fixed"
+        spec["data"].update({"root": str(out.parent), "source": out.name, "splits": {k: k for k in data.file_keys()}})
+        (tmp / "task.yaml").write_text(f"# mmsft train {out / 'task.yaml'}\n" + yaml.safe_dump(spec, sort_keys=False))
+
+
+@WRITERS.register("detection")
+def _write_yolo(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
     import yaml
 
     for it in data.items:

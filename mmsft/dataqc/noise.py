@@ -70,6 +70,8 @@ def find_label_noise(data: QCData, backbone: str = DEFAULT_BACKBONE, folds: int 
         return {"skipped": f"only {len(items)} rows to score (need {folds * 2})"}
     label_ids = {name: i for i, name in enumerate(data.labels)}
     y = np.array([label_ids[it.label] for it in items])
+    if len(set(y.tolist())) < 2:
+        return {"skipped": "the rows carry fewer than 2 labels"}
     if embeddings is None:
         texts = list(dict.fromkeys(it.text for it in items))
         vectors = embed_texts(texts, backbone, data.max_length or 128, desc="embed (noise)")

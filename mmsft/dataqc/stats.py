@@ -31,7 +31,7 @@ def token_lengths(data: QCData) -> list[int]:
     hf_logging.set_verbosity_error()  # "sequence longer than the model maximum" is what we measure
     try:
         lengths = []
-        texts = [it.text for it in data.items]
+        texts = [it.extra.get("full_text", it.text) for it in data.items]  # conversations: every turn
         for start in range(0, len(texts), 2048):
             lengths.extend(len(ids) for ids in tokenizer(texts[start : start + 2048], truncation=False)["input_ids"])
     finally:

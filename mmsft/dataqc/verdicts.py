@@ -102,7 +102,7 @@ def duplicates(data: QCData, r: dict) -> list[dict]:
     if raw:
         out.append(verdict("low" if removed else "medium", f"Exact duplicates inside the source files: {raw} extra rows ({files})",
                            f"the task's dedupe ('{data.cleaning.get('policy', '?')}') removes {removed} rows before splitting.",
-                           "keep the task's dedupe on" if removed else "set data.dedupe: exact", "duplicates"))
+                           "keep the task's dedupe on" if removed else "deduplicate (`--fix`, or data.dedupe: exact where the kind has it)", "duplicates"))
     if survived:
         share = survived / max(sum(1 for it in data.items if it.split != "dropped"), 1)
         out.append(verdict("medium" if share >= 0.005 else "low", f"Duplicates left inside splits after the task's cleaning: {survived} rows",

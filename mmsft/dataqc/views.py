@@ -86,6 +86,63 @@ def text_classification_view(cfg) -> QCData:
                   backbone=cfg.model.backbone, max_length=cfg.model.max_length)
 
 
+@VIEWS.register("generation")
+def generation_view(cfg) -> QCData:
+    """Conversations / pairs: the item text is the user side (what leaks or repeats), the label the
+    ``stratify_column`` field (e.g. intent) when there is one, ``turns`` the messages."""
+    from ..data.readers import expand
+    from ..generation.data import read_split
+    from ..generation.spec import build_splits
+    from ..kinds.base import resolve_data_path
+
+    spec = dataclasses.replace(cfg.data, max_train_samples=None, max_validation_samples=None, max_test_samples=None)
+    root = resolve_data_path(spec, "")
+    field_name = spec.stratify_column or next(iter(spec.field_columns), None)
+
+    def user_text(row) -> str:
+        return "\n".join(m["content"] for m in row["messages"] if m["role"] != "assistant")
+
+    items, files = [], {}
+    for key in sorted(spec.files, key=lambda k: ("all", *SPLIT_ORDER).index(k)):
+        patterns = [spec.files[key]] if isinstance(spec.files[key], str) else spec.files[key]
+        files[key] = [str(p) for pat in patterns for p in expand(root, pat.replace("{lang}", spec.source_lang))]
+        for row in read_split(spec, root, spec.files[key]):
+            label = str(row["fields"].get(field_name, "")) if field_name else ""
+            text = user_text(row)
+            full = "\n".join(m["content"] for m in row["messages"])
+            items.append(Item(len(items), label, key, row["source"], "dropped", text=text,
+                              extra={"turns": row["messages"], "full_text": full, "fields": row["fields"]}))
+    if not items:
+        raise UserError("the task's data has no rows", where="data.files")
+    where = {(row["source"], user_text(row)): name for name, rows in build_splits(spec).items() for row in rows}
+    for item in items:
+        item.split = where.get((item.source, item.text), "dropped")
+    labels = sorted({it.label for it in items})
+    return QCData(cfg.name, cfg.kind, "text", items, labels, files, {"policy": "none"},
+                  backbone=cfg.model.backbone, max_length=cfg.model.max_length)
+
+
+@VIEWS.register("image_classification")
+def image_classification_view(cfg) -> QCData:
+    """ImageFolder splits: one item per image, the class folder as label."""
+    from ..kinds import KINDS
+    from ..kinds.base import resolve_data_path
+    from ..kinds.image_classification import _read_split
+
+    spec = dataclasses.replace(cfg.data, max_train_samples=None, max_eval_samples=None)
+    base = resolve_data_path(spec, spec.source)
+    data = KINDS.get(cfg.kind).load_data(dataclasses.replace(cfg, data=spec))
+    labels = list(data["labels"])
+    where = {str(path): name for name in SPLIT_ORDER for path, _ in data.get(name, [])}
+    items, files = [], {}
+    for key in [k for k in SPLIT_ORDER if k in spec.splits]:
+        files[key] = [str(base / spec.splits[key])]
+        rows, _, _ = _read_split(base / spec.splits[key], labels, spec.skip_bad)
+        for path, label in rows:
+            items.append(Item(len(items), labels[label], key, str(path), where.get(str(path), "dropped"), image=Path(path)))
+    return QCData(cfg.name, cfg.kind, "image", items, labels, files)
+
+
 def detection_view(task: str, sets: dict, kind: str = "detection") -> QCData:
     """A view over ``{split: DetectionSet}`` (the YOLO / COCO / VOC loaders' result)."""
     items, names, files = [], None, {}

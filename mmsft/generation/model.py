@@ -7,6 +7,8 @@ separate heads" holds: a later head, e.g. a reward or intent head, can sit besid
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -53,6 +55,9 @@ class GenerativeLM(TaskModel):
         super().__init__(backbone, {})
         self.label_smoothing = label_smoothing
         self.encoder_decoder = bool(backbone.config.is_encoder_decoder)
+        accepted = inspect.signature(backbone.forward).parameters  # the bare HF model, before any adapter wraps it
+        self._positions = "position_ids" in accepted  # ALiBi models (BLOOM) take none
+        self._keep = "logits_to_keep" in accepted
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict:
         tokens = (labels != IGNORE).sum()
@@ -64,16 +69,19 @@ class GenerativeLM(TaskModel):
         if self.encoder_decoder:
             out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False)
             return self._loss(out.logits, labels) if labels is not None else {"logits": out.logits}
-        # explicit positions: left padding must not shift the real tokens' positions
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        kwargs = {}
+        if self._positions:  # explicit positions: left padding must not shift the real tokens' positions
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         length = input_ids.shape[1]
-        keep = 0  # 0 = logits everywhere
+        keep = length  # left padding puts every target at the end: logits are needed only from the first one on
         if labels is not None:
             valid = (labels != IGNORE).any(0)
             first = int(valid.float().argmax()) if bool(valid.any()) else length - 1
-            keep = length - max(first, 1) + 1  # logits from the position before the first label on
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                            logits_to_keep=keep, use_cache=False)
+            keep = length - max(first, 1) + 1  # from the position before the first label
+        if self._keep:
+            kwargs["logits_to_keep"] = keep
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+        logits = out.logits[:, -keep:]
         if labels is None:
-            return {"logits": out.logits}
-        return self._loss(out.logits[:, :-1], labels[:, length - keep + 1:])
+            return {"logits": logits}
+        return self._loss(logits[:, :-1], labels[:, length - keep + 1:])
