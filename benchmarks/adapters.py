@@ -68,8 +68,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["finance_sentiment", "banking77_intent"])
     ap.add_argument("--adapters", nargs="+", default=["full", "lora", "frozen"])
+    ap.add_argument("--render-only", action="store_true", help="rewrite adapters.md/.png from adapters.json without training")
     args = ap.parse_args()
     json_path = RESULTS / "adapters.json"
+    if args.render_only:
+        rows = json.loads(json_path.read_text())
+        plot(rows, RESULTS / "adapters.png")
+        (RESULTS / "adapters.md").write_text(render(rows, "python benchmarks/adapters.py --tasks finance_sentiment --adapters lora full frozen"))
+        return
     with tempfile.TemporaryDirectory(prefix="mmsft-bench-") as tmp:
         for task in args.tasks:
             for adapter in args.adapters:
