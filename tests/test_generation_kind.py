@@ -164,6 +164,8 @@ def test_lora_run_round_trip_eval_and_predict(toy_mt, capsys):
     assert all(isinstance(r["output"], str) and isinstance(r["stopped_by_eos"], bool) and r["new_tokens"] <= 8 for r in rows)
     assert main(["predict", str(run), " ".join(["word"] * 300)]) == 2
     assert "input 1: prompt of" in capsys.readouterr().err
+    assert main(["predict", str(run), "ok", '{"messages": [{"role": "bot", "content": "hi"}]}']) == 2
+    assert "input 2: message 1 has role 'bot'" in capsys.readouterr().err
     assert main(["eval", str(run)]) == 0
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{"):])["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-5)

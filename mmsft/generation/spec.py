@@ -18,7 +18,7 @@ from ..paths import data_root
 from .data import GEN_READERS, LANGUAGES, read_split
 from .generate import GenerateOptions
 from .prompting import check_prompt, placeholders
-from .templates import TEMPLATES
+from .templates import TEMPLATES, check_messages
 
 SPLITS = ("all", "train", "validation", "test")
 
@@ -138,8 +138,12 @@ def parse_input(text: str, index: int, spec: GenerationData) -> dict:
         messages = obj["messages"]
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             raise UserError("'messages' must be a list of {role, content} objects", where=where)
+        messages = [{"role": m.get("role"), "content": str(m.get("content", "")).strip()} for m in messages]
+        check_messages([*messages, {"role": "assistant", "content": "?"}], where)  # roles known, nothing empty
+        if not messages or messages[-1]["role"] == "assistant":
+            raise UserError("the conversation is empty or already ends with an assistant turn", where=where, expected="a last user turn to answer")
         fields.update({k: str(v) for k, v in obj.items() if k != "messages"})
-        return {"messages": [{"role": m.get("role"), "content": str(m.get("content", "")).strip()} for m in messages], "fields": fields, "source": where}
+        return {"messages": messages, "fields": fields, "source": where}
     source = obj.get("source", obj.get(spec.source_column))
     if not isinstance(source, str) or not source.strip():
         raise UserError("JSON input lacks a 'source' text", where=where, expected='{"source": "...", "<field>": "..."}')

@@ -50,7 +50,7 @@ def grid_png(items: list[tuple[Path, dict, dict]], names: Sequence[str], out: Pa
     draw.rectangle([4, 4, 14, 14], fill=TRUE_COLOUR)
     draw.text((18, 3), "true box", fill=(0, 0, 0))
     draw.rectangle([84, 4, 94, 14], fill=PRED_COLOUR)
-    draw.text((98, 3), "predicted (class score)", fill=(0, 0, 0))
+    draw.text((98, 3), "predicted, with class and score", fill=(0, 0, 0))
     for k, (path, prediction, truth) in enumerate(items):
         tile = annotate(path, prediction, names, truth)
         tile.thumbnail((cell, cell))
