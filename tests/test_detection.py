@@ -58,9 +58,10 @@ def test_backbone_stages_and_outputs():
     model = _detector()
     backbone = model.backbone
     assert backbone.strides == [2, 4, 8, 16, 32] and backbone.channels == [16, 24, 32, 96, 1280]
-    assert backbone.out_indices == [2, 3, 4]
+    assert backbone.out_indices == [3, 4]  # strides 16 and 32
     maps = backbone(torch.rand(1, 3, 128, 128))
-    assert [tuple(m.shape[1:]) for m in maps] == [(32, 16, 16), (96, 8, 8), (1280, 4, 4)]
+    assert [tuple(m.shape[1:]) for m in maps] == [(96, 8, 8), (1280, 4, 4)]
+    assert backbone.select([8, 16, 32]) == [2, 3, 4]
     names = backbone.lora_targets_auto()
     modules = dict(backbone.named_modules())
     assert names and all(modules[n].kernel_size == (1, 1) and modules[n].groups == 1 for n in names)

@@ -38,7 +38,7 @@ DETECTORS: Registry = Registry("detector")
 class DetectorOptions:
     """``model.options`` of a detection task."""
 
-    strides: list[int] = field(default_factory=lambda: [8, 16, 32])  # backbone maps fed to the neck
+    strides: list[int] = field(default_factory=lambda: [16, 32])  # backbone maps fed to the neck (add 8 for tiny objects)
     neck: str = "fpn"  # see mmsft.vision.necks.NECKS
     channels: int = 128  # neck / head width (a multiple of 16 and 32 for the GroupNorm heads)
     extra_levels: int = 2  # stride-2 levels added after the last map (P6, P7)
