@@ -1,7 +1,8 @@
-"""Detection benchmark: the default detector of traffic_vehicles x full / frozen / LoRA through mmsft,
-and the same model trained by a plain torchvision-reference-style loop, in one run.
+"""Detection benchmark: the default detector of traffic_vehicles x adapters (top3 = the task's default,
+full, frozen, LoRA) through mmsft, and the same model trained by a plain torchvision-reference-style
+loop, in one run.
 
-    python benchmarks/detection.py                 # the full benchmark (about 3-4 h on 2 CPU cores)
+    python benchmarks/detection.py                 # the full benchmark (estimated 1.5-2 h on 2 idle CPU cores)
     python benchmarks/detection.py --quick         # smoke test: 16 train / 8 eval images, 1 epoch
 
 mmsft rows: ``mmsft train traffic_vehicles --adapter detector_<a>`` in a fresh process each (clean peak

@@ -13,7 +13,8 @@ stage only; finished stages are reused from ``--work``/stages/ unless ``--fresh`
   model with a plain completion prompt (``ZERO_SHOT`` below).  Outputs are scored exactly like the
   fine-tuned ones (same subset, same max_new_tokens, same first-line rule for translation).
 * ``fine_tuned``: ``mmsft train TASK --adapter lora model.backbone=MODEL`` with the task's defaults
-  (role-token template, new token rows trained), scored once on the same test subset.
+  (role-token template, new token rows trained), scored once on the same test subset.  Training
+  runs under bf16 autocast where the CPU has native bf16 instructions (``--fp32`` turns that off).
 
 Writes ``generation.md`` and ``generation.json`` (rows {task, model, stage, bleu, chrf, rouge_l,
 eos_rate, train_seconds, ...}) into ``--out`` (default benchmarks/results; ``--quick`` defaults to
@@ -50,6 +51,18 @@ ZERO_SHOT = {  # (model, task) -> overrides giving the untouched model its natur
     ("gemma3-270m", "customer_service_reply"): ["data.template=plain", "data.special_tokens=false",
                                                 q("data.prompt", "A support agent of an online shop answers a customer.\nCustomer: {source}\nAgent:")],
 }
+
+
+def native_bf16() -> bool:
+    """True on CPUs with bf16 matrix instructions (AVX512-BF16 / AMX): there bf16 autocast trained 1.7-2.4x faster
+    than fp32 (SmolLM2 / Gemma LoRA steps on this project's 2-core EPYC)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 QUICK = ["data.max_train_samples=16", "data.max_validation_samples=2", "data.max_test_samples=4", "train.max_steps=2",
          "train.batch_size=4", "data.generate.max_new_tokens=12", "train.log_every_steps=1"]
 TARGET_BLEU_GAIN, TARGET_EOS, BUDGET_S = 10.0, 0.99, 1800
@@ -143,6 +156,9 @@ def render(rows: list[dict], command: str, quick: bool) -> str:
         "a plain completion prompt). Fine-tuned = `mmsft train TASK --adapter lora model.backbone=MODEL` with the task defaults",
         "(role-token template, new token rows trained under LoRA). Both are scored on the same seeded test subset with greedy",
         "decoding; translation keeps each output's first line. EOS rate = share of outputs that ended with EOS before max_new_tokens.",
+        "Training uses bf16 autocast where the CPU has native bf16 instructions (`train.mixed_precision=bf16` among the overrides",
+        "below; `--fp32` turns it off); evaluation and generation run in fp32.", "",
+        f"Overrides for every stage: `{' '.join(rows[0].get('overrides') or []) or 'none'}`" if rows else "",
         "", "## Scores", "",
         "| task | model | stage | BLEU | chrF | ROUGE-L | EOS rate | length ratio | test n | train s | samples/s | settings |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -180,11 +196,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="results folder (default benchmarks/results; --quick: runs/bench-generation-quick)")
     ap.add_argument("--work", type=Path, help="stage results and run folders (default runs/bench-generation[-quick])")
     ap.add_argument("--fresh", action="store_true", help="recompute stages already saved in WORK/stages")
+    ap.add_argument("--fp32", action="store_true", help="train in fp32 even where the CPU has native bf16")
     ap.add_argument("--stage-child", nargs=3, metavar=("TASK", "MODEL", "STAGE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = args.out or (Path("runs/bench-generation-quick") if args.quick else RESULTS)
     work = args.work or Path("runs") / ("bench-generation-quick" if args.quick else "bench-generation")
-    overrides = [*(QUICK if args.quick else []), *args.set]
+    import torch
+
+    bf16 = [] if args.fp32 or torch.cuda.is_available() or not native_bf16() else ["train.mixed_precision=bf16"]
+    overrides = [*(QUICK if args.quick else []), *bf16, *args.set]
     if args.stage_child:
         task, model, stage = args.stage_child
         row = run_stage(task, model, stage, overrides, work)
@@ -198,7 +218,8 @@ def main() -> None:
                 stale = not path.is_file() or json.loads(path.read_text()).get("overrides") != overrides
                 if args.fresh or stale:
                     cmd = [sys.executable, __file__, "--stage-child", task, model, stage, "--work", str(work),
-                           *(["--quick"] if args.quick else []), *(["--set", *args.set] if args.set else [])]
+                           *(["--quick"] if args.quick else []), *(["--fp32"] if args.fp32 else []),
+                           *(["--set", *args.set] if args.set else [])]
                     print("$", " ".join(cmd), flush=True)
                     subprocess.run(cmd, check=True)
                 rows.append(json.loads(path.read_text()))

@@ -16,7 +16,6 @@ from typing import Optional
 import torch
 
 from ..errors import UserError
-from ..models.base import TaskModel
 from .base import EvalOutput, Prepared, TaskKind, register_kind, resolve_data_path
 
 SPLITS = ("train", "validation", "test")
@@ -71,22 +70,6 @@ def _read_split(folder: Path, labels: Optional[list[str]], skip_bad: bool) -> tu
     return rows, labels, skipped
 
 
-class ImageClassifier(TaskModel):
-    def __init__(self, backbone, head: str, num_labels: int, dropout: float, hidden: int, loss_fn):
-        from ..models.heads import HEADS
-
-        backbone.out_indices = [len(backbone.stages) - 1]
-        super().__init__(backbone, {"classification": HEADS.get(head)(backbone.channels[-1], num_labels, dropout, hidden)})
-        self.loss_fn = loss_fn
-
-    def forward(self, pixel_values: torch.Tensor, labels: Optional[torch.Tensor] = None) -> dict:
-        logits = self.heads["classification"](self.backbone(pixel_values)[-1])
-        out = {"logits": logits}
-        if labels is not None:
-            out["loss"] = self.loss_fn(logits, labels)
-        return out
-
-
 class _Images(torch.utils.data.Dataset):
     def __init__(self, rows, transform):
         self.rows, self.transform = rows, transform
@@ -138,6 +121,7 @@ class ImageClassification(TaskKind):
 
     def build_model(self, cfg, data):
         from ..training.losses import build_loss
+        from ..vision.classifier import ImageClassifier
         from ..vision.trunk import load_image_backbone
         from ..zoo import ZOO
 
