@@ -66,14 +66,16 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
     from .training.runner import Runner, make_accelerator
     from .training.sampling import sampler_groups
 
-    session = build_session(cfg)
-    groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
-    run_dir = Path(run_dir or new_run_dir(cfg))
+    accelerator = make_accelerator(cfg.train)
+    run_dir = Path(run_dir or _same_on_every_rank(new_run_dir(cfg)))
     if run_dir.exists() and not resume and any(run_dir.iterdir()):  # every rank checks before anything is written
         from .errors import UserError
 
         raise UserError("run folder exists and is not empty (pass --resume to continue it)", where=str(run_dir))
-    accelerator = make_accelerator(cfg.train)
+    accelerator.wait_for_everyone()
+    with accelerator.main_process_first():  # rank 0 writes the Arrow/token caches, the others then read them
+        session = build_session(cfg)
+    groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
     counts = session.model.param_counts()
     if accelerator.is_main_process:  # multi-process: one writer, the others wait for the folder
         import yaml
@@ -119,6 +121,13 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only a crashed run needs them
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def _same_on_every_rank(value):
+    """Rank 0's value on every rank (a time-stamped run folder name must not differ by a second)."""
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
 
 
 def _plain(metrics: dict) -> dict:

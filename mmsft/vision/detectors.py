@@ -214,15 +214,13 @@ class Detector(TaskModel):
     """Backbone -> neck -> torchvision detection head (see the module docstring)."""
 
     def __init__(self, backbone: ImageBackbone, arch: str, num_classes: int, opts: DetectorOptions):
-        self.arch_name, self.opts = arch, opts
         arch_obj = DETECTORS.get(arch)()
         backbone.out_indices = backbone.select(opts.strides)
         in_channels = [backbone.channels[i] for i in backbone.out_indices]
         level_strides = list(opts.strides) + [opts.strides[-1] * 2 ** (i + 1) for i in range(opts.extra_levels)]
         neck = NECKS.get(opts.neck)(in_channels, opts.channels, opts.extra_levels)
         super().__init__(backbone, {"neck": neck, "detector": arch_obj.build(opts.channels, level_strides, num_classes, opts)})
-        self.arch = arch_obj
-        self.num_classes = num_classes
+        self.arch, self.opts, self.num_classes = arch_obj, opts, num_classes
 
     def train(self, mode: bool = True):
         super().train(mode)
