@@ -41,6 +41,10 @@ class AugmentMethod:
         """A new row made from ``row`` (same label), or None when the method does not apply to it."""
         raise NotImplementedError
 
+    def transform_many(self, rows: list[dict], ctx: Any, options, rng: random.Random) -> list[Optional[dict]]:
+        """``transform`` over a chunk of rows; model-backed methods override it to batch their calls."""
+        return [self.transform(row, ctx, options, rng) for row in rows]
+
 
 METHODS: Registry[AugmentMethod] = Registry("augmentation method")
 
@@ -120,26 +124,27 @@ def augment_rows(rows: list[dict], entries: list[AugmentEntry], *, seed: int, fo
         made = leaked = skipped = 0
         for attempt in range(int(math.ceil(entry.factor)) + 2):  # a few passes: some rows yield nothing
             rng.shuffle(order)
-            for i in order:
-                if made >= wanted:
-                    break
-                new = method.transform(rows[i], ctx, entry.options, rng)
-                if new is None:
-                    skipped += 1
-                    continue
-                text = new.get(key)
-                if isinstance(text, str):
-                    norm = normalise(text)
-                    if not norm or norm in seen:
+            start = 0
+            while made < wanted and start < len(order):  # chunks of the rows still wanted (one model batch each)
+                chunk = order[start : start + wanted - made]
+                start += len(chunk)
+                for i, new in zip(chunk, method.transform_many([rows[i] for i in chunk], ctx, entry.options, rng)):
+                    if new is None:
                         skipped += 1
                         continue
-                    if norm in blocked:
-                        leaked += 1
-                        continue
-                    seen.add(norm)
-                new.setdefault("source", f"augment:{entry.method}:{rows[i].get('source', i)}")
-                out.append(new)
-                made += 1
+                    text = new.get(key)
+                    if isinstance(text, str):
+                        norm = normalise(text)
+                        if not norm or norm in seen:
+                            skipped += 1
+                            continue
+                        if norm in blocked:
+                            leaked += 1
+                            continue
+                        seen.add(norm)
+                    new.setdefault("source", f"augment:{entry.method}:{rows[i].get('source', i)}")
+                    out.append(new)
+                    made += 1
             if made >= wanted:
                 break
         stats[f"{index}:{entry.method}"] = {"added": made, "wanted": wanted, "dropped_as_leak": leaked, "unusable": skipped}

@@ -1,4 +1,4 @@
-"""Batched generation: left padding, greedy or beam search, a token budget, stop at EOS.
+"""Batched generation: left padding, greedy, beam search or sampling, a token budget, stop at EOS.
 
 Prompts are sorted by length into batches (less padding) and the outputs put back in input order.
 Each output says whether decoding stopped by EOS (``eos_rate``) or ran into ``max_new_tokens``.
@@ -28,14 +28,21 @@ class GenerateOptions:
     batch_size: int = 16
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    temperature: float = 0.0  # 0 = deterministic (greedy / beam); > 0 samples (seed torch first)
+    top_p: float = 1.0  # nucleus sampling, used when temperature > 0
+    stop_at_newline: bool = False  # end an output at its first line break (one-line answers from base LMs)
 
 
 def _config(model, opts: GenerateOptions, eos_id: int, pad_id: int):
     from transformers import GenerationConfig
 
-    kwargs = dict(max_new_tokens=opts.max_new_tokens, num_beams=opts.num_beams, do_sample=False,
+    kwargs = dict(max_new_tokens=opts.max_new_tokens, num_beams=opts.num_beams, do_sample=opts.temperature > 0,
                   eos_token_id=eos_id, pad_token_id=pad_id, repetition_penalty=opts.repetition_penalty,
                   no_repeat_ngram_size=opts.no_repeat_ngram_size)
+    if opts.stop_at_newline:
+        kwargs["stop_strings"] = ["\n"]
+    if opts.temperature > 0:
+        kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
     if opts.num_beams > 1:
         kwargs["early_stopping"] = True
     start = getattr(model.generation_config, "decoder_start_token_id", None)
@@ -71,7 +78,8 @@ def generate(model, tokenizer, prompts: list[list[int]], opts: GenerateOptions, 
             ids, mask = pad_right(seqs, pad_id), pad_right([[1] * len(s) for s in seqs], 0)
         else:
             ids, mask = pad_left(seqs, pad_id)
-        result = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
+        result = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config,
+                                tokenizer=tokenizer if opts.stop_at_newline else None)
         new = result[:, 1:] if encdec else result[:, ids.shape[1]:]
         for row, i in enumerate(idx):
             toks, stopped = split_at_eos(new[row].tolist(), eos_id)
