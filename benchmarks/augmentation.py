@@ -1,6 +1,7 @@
 """What does each augmentation method buy on finance_sentiment, with 10% and with 100% of the training data?
 
-    nice -n 19 python benchmarks/augmentation.py [--seeds 3] [--methods token_swap,concat] [--factor 1]
+    python benchmarks/augmentation.py [--seeds 3] [--methods token_swap,concat] [--factor 1]
+    python benchmarks/augmentation.py --methods none,paraphrase --fractions 0.1   # LM synthesis: slow, opt-in
 
 For every (fraction, method, seed): the task's data is loaded exactly as training loads it (fixed
 80/10/10 split, ``data.max_train_samples`` for the 10% subset, ``data.augment: [{method, factor,
@@ -9,7 +10,8 @@ preset (frozen backbone, classification head trained with the runner: AdamW lr 3
 epochs, early stopping on validation accuracy, best weights restored) and scored on the fixed test
 split.  Frozen features are what `mmsft train --adapter frozen` caches per run; here they are cached
 per text across runs (the backbone is deterministic in eval mode), which makes 42 runs affordable on a
-CPU.  Writes ``benchmarks/results/augmentation.{md,json}``.
+CPU.  Writes ``benchmarks/results/augmentation.{md,json}``; runs already there for other (fraction,
+method) cells are kept, so the slow LM methods can be added in a later sitting.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from common import RESULTS, header, write_json  # noqa: E402
 
 TASK = "finance_sentiment"
 METHODS = ["none", "token_swap", "token_delete", "token_insert", "entity_swap", "template", "concat"]
+LM_METHODS = ["paraphrase", "back_translation"]  # generation through a zoo LM: minutes per hundred rows on a CPU
 FRACTIONS = [0.1, 1.0]
 
 
@@ -72,7 +75,9 @@ def run_one(fraction: float, method: str, seed: int, n_train_full: int, factor: 
         overrides.append(f"data.augment=[{{method: {method}, factor: {factor}, seed: {seed}}}]")
     cfg = build_run_config(TASK, "frozen", overrides)
     kind, adapter = KINDS.get(cfg.kind), ADAPTERS.get(cfg.adapter.method)
-    rows, stats = build_splits(cfg.data)
+    tick = time.perf_counter()
+    rows, stats = build_splits(cfg.data)  # includes making the augmented rows
+    augment_seconds = time.perf_counter() - tick
     set_seed(cfg.train.seed)
     model, tokenizer = kind.build_model(cfg, {"train": {"label": [r["label"] for r in rows["train"]]}})
     set_seed(cfg.train.seed)
@@ -98,15 +103,26 @@ def run_one(fraction: float, method: str, seed: int, n_train_full: int, factor: 
         seconds = time.perf_counter() - tick
         test = kind.evaluate(cfg, runner.accelerator.unwrap_model(runner.model), prepared, "test").metrics
     added = sum(v["added"] for v in stats.get("augment", {}).values())
-    return {"fraction": fraction, "method": method, "seed": seed, "train_rows": len(rows["train"]), "added_rows": added,
+    return {"fraction": fraction, "method": method, "factor": factor, "seed": seed, "train_rows": len(rows["train"]), "added_rows": added,
             "accuracy": test["accuracy"], "f1_macro": test["f1_macro"], "best_step": result.state.best_step,
-            "epochs": result.state.epoch, "train_seconds": round(seconds, 1)}
+            "epochs": result.state.epoch, "train_seconds": round(seconds, 1), "data_seconds": round(augment_seconds, 1)}
+
+
+def previous_runs(path: Path, fractions: list[float], methods: list[str]) -> list[dict]:
+    """Runs of an earlier sitting for the (fraction, method) cells this one does not redo."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    keep = [r for r in old.get("runs", []) if not (r["fraction"] in fractions and r["method"] in methods)]
+    for r in keep:
+        r.setdefault("factor", old.get("factor", 1.0))  # reports before per-run factors had one factor for all
+    return keep
 
 
 def summarise(runs: list[dict]) -> list[dict]:
     rows = []
     for fraction in sorted({r["fraction"] for r in runs}):
-        for method in [m for m in METHODS if any(r["method"] == m for r in runs)]:
+        for method in [m for m in METHODS + LM_METHODS if any(r["method"] == m for r in runs)]:
             group = [r for r in runs if r["fraction"] == fraction and r["method"] == method]
             if not group:
                 continue
@@ -115,39 +131,43 @@ def summarise(runs: list[dict]) -> list[dict]:
             rows.append({"fraction": fraction, "method": method, "accuracy_mean": round(statistics.mean(acc), 4),
                          "accuracy_std": round(statistics.stdev(acc), 4) if len(acc) > 1 else 0.0,
                          "f1_macro_mean": round(statistics.mean(f1), 4), "seeds": len(group),
-                         "train_rows": group[0]["train_rows"], "added_rows": group[0]["added_rows"]})
+                         "train_rows": group[0]["train_rows"], "added_rows": group[0]["added_rows"], "factor": group[0]["factor"]})
     return rows
 
 
-def markdown(rows: list[dict], runs: list[dict], command: str, factor: float, n_test: int, encoded: int, wall: float) -> str:
+def markdown(rows: list[dict], runs: list[dict], command: str, kept: int, n_test: int, encoded: int, wall: float) -> str:
     lines = header("Augmentation on finance_sentiment (MiniLM-L6, frozen adapter)", command)
+    if kept:
+        lines[-1:-1] = [f"- {kept} runs of cells this command did not name are kept from earlier sittings (same script, see "
+                        "the `Every run` table); the other runs are this command's."]
     lines += [
         "## Set-up",
         "",
         f"- Task `{TASK}` (Financial PhraseBank 50Agree, 3 classes), its fixed stratified 80/10/10 split after exact dedupe; "
         f"test = {n_test} sentences, the same in every run.",
         "- 10% = `data.max_train_samples` = the first 10% of the (shuffled) train split, the same subset in every run; 100% = all of train.",
-        f"- Each method is one `data.augment: [{{method: M, factor: {factor:g}, seed: S}}]` entry: about {factor:g} new row per train row, "
-        "made from train rows only after splitting (rows equal to a validation/test text are dropped); default options.",
+        "- Each method is one `data.augment: [{method: M, factor: F, seed: S}]` entry: about F new rows per train row (the `factor` "
+        "column), made from train rows only after splitting (rows equal to a validation/test text are dropped); default options.",
+        "- `paraphrase` (SmolLM2-135M-Instruct) and `back_translation` (Gemma-3-270M, English → German → English) generate text with "
+        "an LM; outputs that copy the source, change its numbers or its length too much are dropped, so `added` can fall short of "
+        "the factor. Their cost is the `data s` column (loading + augmenting; `train s` is head training only).",
         "- Model: `minilm-l6` backbone with the `frozen` adapter preset: the backbone is frozen, only the classification head trains "
         "(the task's runner: AdamW lr 3e-3, no weight decay, linear schedule, up to 30 epochs, early stopping on validation accuracy "
         "with patience 3, best weights restored). Chosen because it is cheap enough for 42 runs on a CPU and it is the exact "
         "`mmsft train --adapter frozen` head training; the frozen features are cached per text across runs instead of per run. "
         "LoRA or full fine-tuning may profit differently from augmentation (not measured here).",
         "- 3 seeds per cell (`train.seed` and the augmentation seed both = 0, 1, 2); mean and sample standard deviation of test accuracy.",
-        "- Not measured: paraphrase / back-translation through a zoo causal LM (no such method is registered; the zoo's causal LMs "
-        "are a 135M chat model and a 270M base model, too weak for faithful paraphrases and slow on this CPU).",
         "",
         "## Results (test accuracy, mean ± std over seeds)",
         "",
-        "| train data | method | train rows | accuracy | Δ vs none | macro-F1 |",
-        "|---|---|---:|---:|---:|---:|",
+        "| train data | method | factor | train rows | accuracy | Δ vs none | macro-F1 | seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     base = {r["fraction"]: r["accuracy_mean"] for r in rows if r["method"] == "none"}
     for r in rows:
         delta = r["accuracy_mean"] - base.get(r["fraction"], r["accuracy_mean"])
-        lines.append(f"| {r['fraction']:.0%} | {r['method']} | {r['train_rows']:,} | {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} | "
-                     f"{delta:+.4f} | {r['f1_macro_mean']:.4f} |")
+        lines.append(f"| {r['fraction']:.0%} | {r['method']} | {r['factor']:g} | {r['train_rows']:,} | {r['accuracy_mean']:.4f} ± "
+                     f"{r['accuracy_std']:.4f} | {delta:+.4f} | {r['f1_macro_mean']:.4f} | {r['seeds']} |")
     lines += ["", "## What pays", ""]
     for fraction in sorted(base):
         cells = [r for r in rows if r["fraction"] == fraction and r["method"] != "none"]
@@ -161,18 +181,19 @@ def markdown(rows: list[dict], runs: list[dict], command: str, factor: float, n_
                      f"gains larger than the largest seed std ({noise:.4f}): {', '.join(helps) or 'none'}; "
                      f"losses larger than it: {', '.join(hurts) or 'none'}.")
     lines += ["", f"Texts encoded by the frozen backbone in this invocation: {encoded:,}; wall time {wall / 60:.1f} min.", "",
-              "## Every run", "", "| fraction | method | seed | train rows | added | accuracy | macro-F1 | best step | train s |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "## Every run", "", "| fraction | method | seed | train rows | added | accuracy | macro-F1 | best step | train s | data s |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
         lines.append(f"| {r['fraction']:.0%} | {r['method']} | {r['seed']} | {r['train_rows']} | {r['added_rows']} | {r['accuracy']:.4f} | "
-                     f"{r['f1_macro']:.4f} | {r['best_step']} | {r['train_seconds']} |")
+                     f"{r['f1_macro']:.4f} | {r['best_step']} | {r['train_seconds']} | {r.get('data_seconds', '')} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated; 'none' is the baseline")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated; 'none' is the baseline; LM methods (opt-in, slow): {', '.join(LM_METHODS)}")
     parser.add_argument("--fractions", default="0.1,1.0")
     parser.add_argument("--factor", type=float, default=1.0, help="new rows per train row")
     parser.add_argument("--out", default=str(RESULTS / "augmentation"), help="output path without extension")
@@ -184,20 +205,21 @@ def main() -> None:
     base = build_splits(build_run_config(TASK, "frozen").data)[0]
     n_train, n_test = len(base["train"]), len(base["test"])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    runs, store, start = [], {}, time.perf_counter()
-    for fraction in [float(f) for f in args.fractions.split(",")]:
+    out = Path(args.out)
+    fractions = [float(f) for f in args.fractions.split(",")]
+    runs, store, start = previous_runs(out.with_suffix(".json"), fractions, methods), {}, time.perf_counter()
+    n_new = len(fractions) * len(methods) * args.seeds
+    for fraction in fractions:
         for method in methods:
             for seed in range(args.seeds):
                 run = run_one(fraction, method, seed, n_train, args.factor, store)
                 print(json.dumps(run), flush=True)
                 runs.append(run)
     rows = summarise(runs)
-    command = "nice -n 19 python " + " ".join(["benchmarks/augmentation.py", *sys.argv[1:]])
-    out = Path(args.out)
+    command = " ".join(["python", "benchmarks/augmentation.py", *sys.argv[1:]])
     encoded = store["store"].encoded if store else 0
-    out.with_suffix(".md").write_text(markdown(rows, runs, command, args.factor, n_test, encoded, time.perf_counter() - start))
-    write_json(out.with_suffix(".json"), {"task": TASK, "adapter": "frozen", "backbone": "minilm-l6", "factor": args.factor,
-                                          "rows": rows, "runs": runs})
+    out.with_suffix(".md").write_text(markdown(rows, runs, command, len(runs) - n_new, n_test, encoded, time.perf_counter() - start))
+    write_json(out.with_suffix(".json"), {"task": TASK, "adapter": "frozen", "backbone": "minilm-l6", "rows": rows, "runs": runs})
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
 
 

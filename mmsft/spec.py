@@ -40,6 +40,7 @@ class TrainSpec:
     eval_batch_size: int = 128
     lr: float = 5e-5
     head_lr: Optional[float] = None  # defaults to lr
+    layer_decay: float = 1.0  # < 1: block i of n trains at lr * layer_decay**(n - i) (1 = one LR for all)
     weight_decay: float = 0.01
     schedule: str = "linear"  # see mmsft.training.schedules.SCHEDULES
     warmup_ratio: float = 0.06
@@ -57,6 +58,11 @@ class TrainSpec:
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     cache_features: bool = True  # frozen deterministic backbone: encode once, train the head
     early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
+
+    def validate(self, path: str) -> None:
+        if not 0 < self.layer_decay <= 1:
+            raise UserError(f"layer_decay must be in (0, 1], got {self.layer_decay}", where=f"{path}.layer_decay",
+                            expected="e.g. 0.8 (1 = no decay)")
 
 
 @dataclass

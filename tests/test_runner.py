@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mmsft.errors import UserError
 from mmsft.pipeline import train
 from mmsft.spec import build_run_config
 from mmsft.training.sampling import epoch_batches
@@ -97,6 +98,32 @@ def test_weight_decay_skips_biases_and_norms_and_head_lr():
     assert by_id[id(model.lin.bias)]["weight_decay"] == 0.0
     assert by_id[id(model.norm.weight)]["weight_decay"] == 0.0
     assert by_id[id(model.heads.c.weight)]["lr"] == 1e-2
+
+
+def test_layer_decay_scales_lr_by_block_depth(tiny_bert):
+    from transformers import AutoModel
+
+    from mmsft.training.optim import build_optimizer
+
+    model = torch.nn.Module()
+    model.backbone = AutoModel.from_pretrained(tiny_bert)  # 2 blocks: encoder.layer.0 / .1
+    model.heads = torch.nn.ModuleDict({"c": torch.nn.Linear(4, 2)})
+    opt = build_optimizer(model, lr=1.0, weight_decay=0.0, head_lr=5.0, layer_decay=0.5)
+    lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    bb = model.backbone
+    assert lr[id(bb.encoder.layer[1].attention.self.query.weight)] == 0.5  # top block: decay**1
+    assert lr[id(bb.encoder.layer[0].output.dense.weight)] == 0.25  # next one down: decay**2
+    assert lr[id(bb.embeddings.word_embeddings.weight)] == 0.125  # below every block
+    assert lr[id(bb.pooler.dense.weight)] == 1.0 and lr[id(model.heads.c.weight)] == 5.0
+    plain = build_optimizer(model, lr=1.0, weight_decay=0.0)
+    assert {g["lr"] for g in plain.param_groups} == {1.0}
+
+
+def test_layer_decay_is_validated():
+    from mmsft.spec import build_run_config
+
+    with pytest.raises(UserError, match="layer_decay"):
+        build_run_config("finance_sentiment", "full", ["train.layer_decay=1.5"])
 
 
 @pytest.mark.parametrize("name, mid, end", [("linear", 0.5, 0.0), ("cosine", 0.5, 0.0), ("constant", 1.0, 1.0)])
