@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 import tempfile
 from pathlib import Path
 
@@ -51,13 +53,17 @@ def render(rows: list[dict], command: str) -> str:
     lines = header("Adapters benchmark: full / LoRA / frozen on MiniLM-L6", command)
     lines += ["Each row is one `mmsft train TASK --adapter ADAPTER` with the shipped defaults (tasks/*.yaml, adapters/*.yaml),",
               "trained on the task's train split, early-stopped on validation, scored once on test.", "",
-              "| task | adapter | test accuracy | target | macro-F1 | trainable params | train s | samples/s | peak MB | epochs |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "Rows may come from several sittings of this script (it keeps rows of the pairs it does not run): `measured` dates",
+              "each row and `load` is the 1-minute load average just before it started (it decays over about a minute, so the",
+              "previous row of the same sitting still shows as 1-2; well above 2 means other jobs shared the 2 cores).", "",
+              "| task | adapter | test accuracy | target | macro-F1 | trainable params | train s | samples/s | peak MB | epochs | measured | load |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         target = TARGETS.get((r["task"], r["adapter"]))
         ok = "" if target is None else (f"≥ {target} ✅" if r["value"] >= target else f"≥ {target} ❌")
         lines.append(f"| {r['task']} | {r['adapter']} | {r['value']:.4f} | {ok} | {r['f1_macro']:.4f} | {r['trainable_params']:,} | "
-                     f"{r['train_seconds']:.0f} | {r['samples_per_second']:.1f} | {r['peak_memory_mb']:.0f} | {r['epochs']} |")
+                     f"{r['train_seconds']:.0f} | {r['samples_per_second']:.1f} | {r['peak_memory_mb']:.0f} | {r['epochs']} | "
+                     f"{r.get('measured_at', '—')} | {r.get('load_before', '—')} |")
     lines += ["", "Baselines on the same splits: " + "; ".join(f"{t}: {n} {v}" for t, (n, v) in BASELINES.items()), "",
               "Train seconds include the one-off feature encoding for `frozen` (the backbone runs once, then only the head trains).",
               "Peak memory is the training process's peak RSS.", "", "![adapters](adapters.png)", ""]
@@ -74,18 +80,20 @@ def main() -> None:
     if args.render_only:
         rows = json.loads(json_path.read_text())
         plot(rows, RESULTS / "adapters.png")
-        (RESULTS / "adapters.md").write_text(render(rows, "python benchmarks/adapters.py --tasks finance_sentiment --adapters lora full frozen"))
+        (RESULTS / "adapters.md").write_text(render(rows, "python benchmarks/adapters.py (rows from the sittings named in the Note)"))
         return
     with tempfile.TemporaryDirectory(prefix="mmsft-bench-") as tmp:
         for task in args.tasks:
             for adapter in args.adapters:
+                load_before = os.getloadavg()[0]  # ~0 on an idle machine; > 1 means other jobs shared the 2 cores
                 m = train_in_subprocess(task, adapter, Path(tmp) / f"{task}-{adapter}")
                 rows = json.loads(json_path.read_text()) if json_path.is_file() else []  # re-read: other sittings may have added rows
                 rows = [r for r in rows if (r["task"], r["adapter"]) != (task, adapter)]
                 rows.append({"task": task, "adapter": adapter, "metric": "accuracy", "value": m["test"]["accuracy"],
                              "f1_macro": m["test"].get("f1_macro"), "trainable_params": m["trainable_params"],
                              "train_seconds": m["train_seconds"], "samples_per_second": m["samples_per_second"],
-                             "peak_memory_mb": m["peak_memory_mb"], "epochs": m["epochs_completed"]})
+                             "peak_memory_mb": m["peak_memory_mb"], "epochs": m["epochs_completed"],
+                             "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": round(load_before, 2)})
                 rows.sort(key=lambda r: (r["task"], ["full", "lora", "frozen"].index(r["adapter"]) if r["adapter"] in ("full", "lora", "frozen") else 9))
                 write_json(json_path, rows)
                 command = "python benchmarks/adapters.py " + " ".join(sys.argv[1:])

@@ -175,7 +175,7 @@ def test_full_fine_tune_loss_falls_and_eos_is_learned(tmp_path, tiny_llama, isol
     from mmsft.pipeline import train
 
     task = toy_mt_yaml(tmp_path, tiny_llama, n_train=96)
-    cfg = build_run_config(str(task), "full", ["train.lr=2.0e-2", "train.epochs=4", "train.batch_size=16", "train.warmup_ratio=0.0"])
+    cfg = build_run_config(str(task), "full", ["train.lr=2.0e-2", "train.layer_decay=1.0", "train.epochs=4", "train.batch_size=16", "train.warmup_ratio=0.0"])
     run = train(cfg)
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
