@@ -32,7 +32,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     tasks = sorted({r["task"] for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in ((axes[0], "value", "test accuracy"), (axes[1], "samples_per_second", "train samples/s")):
+    for ax, key, label in ((axes[0], "value", "test accuracy"), (axes[1], "train_seconds", "train seconds (frozen: incl. feature encoding)")):
         for i, task in enumerate(tasks):
             sub = [r for r in rows if r["task"] == task]
             xs = [i * (len(sub) + 1) + j for j in range(len(sub))]
