@@ -72,8 +72,9 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
         from .errors import UserError
 
         raise UserError("run folder exists and is not empty (pass --resume to continue it)", where=str(run_dir))
-    accelerator.wait_for_everyone()
-    with accelerator.main_process_first():  # rank 0 writes the Arrow/token caches, the others then read them
+    # rank 0 builds (and writes the Arrow/token caches) first; the others wait at its barrier, so every rank has
+    # checked the run folder above before rank 0 writes into it
+    with accelerator.main_process_first():
         session = build_session(cfg)
     groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
     counts = session.model.param_counts()

@@ -97,11 +97,3 @@ def test_back_translation_with_the_real_gemma_round_trips_through_the_pivot():
     for src, row in kept:
         assert row["label"] == src["label"] and normalise(row["text"]) != normalise(src["text"])
 
-
-def test_generate_block_validates_sampling_options():
-    from mmsft.spec import build_run_config
-
-    cfg = build_run_config("translation_en_de", "lora", ["data.generate.temperature=0.7", "data.generate.top_p=0.9"])
-    assert cfg.data.generate.temperature == 0.7
-    with pytest.raises(UserError, match="temperature"):
-        build_run_config("translation_en_de", "lora", ["data.generate.temperature=-1"])

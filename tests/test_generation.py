@@ -221,3 +221,12 @@ def test_loss_on_left_padded_batch_equals_hf_loss_per_sample(tiny_llama, smol_to
             sums, counts = sums + float(ref) * n, counts + n
     assert int(batch["tokens"]) == counts
     assert float(batch["loss"]) == pytest.approx(sums / counts, rel=1e-5)
+
+
+def test_generate_block_validates_sampling_options():
+    from mmsft.spec import build_run_config
+
+    cfg = build_run_config("translation_en_de", "lora", ["data.generate.temperature=0.7", "data.generate.top_p=0.9"])
+    assert cfg.data.generate.temperature == 0.7
+    with pytest.raises(UserError, match="temperature"):
+        build_run_config("translation_en_de", "lora", ["data.generate.temperature=-1"])

@@ -106,6 +106,22 @@ def normalise(text: str) -> str:
     return " ".join(str(text).lower().split())
 
 
+def _verdict(new: Optional[dict], key: str, seen: set, blocked: set) -> str:
+    """"ok" (and its text is now seen), "unusable" (nothing, empty or a duplicate) or "leak" (a held-out text)."""
+    if new is None:
+        return "unusable"
+    text = new.get(key)
+    if not isinstance(text, str):  # non-text rows (images) are not compared
+        return "ok"
+    norm = normalise(text)
+    if not norm or norm in seen:
+        return "unusable"
+    if norm in blocked:
+        return "leak"
+    seen.add(norm)
+    return "ok"
+
+
 def augment_rows(rows: list[dict], entries: list[AugmentEntry], *, seed: int, forbidden: Iterable[str] = (),
                  key: str = "text") -> tuple[list[dict], dict]:
     """New rows made from ``rows`` by each entry (originals are not included) and per-method counts.
@@ -129,22 +145,13 @@ def augment_rows(rows: list[dict], entries: list[AugmentEntry], *, seed: int, fo
                 chunk = order[start : start + wanted - made]
                 start += len(chunk)
                 for i, new in zip(chunk, method.transform_many([rows[i] for i in chunk], ctx, entry.options, rng)):
-                    if new is None:
-                        skipped += 1
-                        continue
-                    text = new.get(key)
-                    if isinstance(text, str):
-                        norm = normalise(text)
-                        if not norm or norm in seen:
-                            skipped += 1
-                            continue
-                        if norm in blocked:
-                            leaked += 1
-                            continue
-                        seen.add(norm)
-                    new.setdefault("source", f"augment:{entry.method}:{rows[i].get('source', i)}")
-                    out.append(new)
-                    made += 1
+                    verdict = _verdict(new, key, seen, blocked)
+                    skipped += verdict == "unusable"
+                    leaked += verdict == "leak"
+                    if verdict == "ok":
+                        new.setdefault("source", f"augment:{entry.method}:{rows[i].get('source', i)}")
+                        out.append(new)
+                        made += 1
             if made >= wanted:
                 break
         stats[f"{index}:{entry.method}"] = {"added": made, "wanted": wanted, "dropped_as_leak": leaked, "unusable": skipped}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ..errors import UserError
+from ..generation.generate import GenerateOptions, generate
 from .base import AugmentMethod, normalise, register_method
 from .text import NUMBER, TEXT_KINDS
 
@@ -47,54 +48,44 @@ def load_generator(name: str):
 
 
 @dataclass
-class LMOptions:
-    """What paraphrase and back-translation share: decoding and the quality checks."""
+class LMOptions(GenerateOptions):
+    """Decoding (sampled, one line per answer) plus the quality checks paraphrase and back-translation share."""
 
     temperature: float = 0.7  # 0 = greedy (the same output every time)
     top_p: float = 0.9
-    max_new_tokens: int = 64
-    batch_size: int = 16
+    stop_at_newline: bool = True
     keep_numbers: bool = True  # drop outputs whose numbers differ from the source's
     min_length_ratio: float = 0.5  # output words / source words
     max_length_ratio: float = 2.0
 
     def validate(self, path: str) -> None:
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise UserError("temperature must be >= 0 and top_p in (0, 1]", where=path, expected="e.g. temperature=0.7 top_p=0.9")
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise UserError("max_new_tokens and batch_size must be >= 1", where=path)
+        super().validate(path)
         if not 0 < self.min_length_ratio < self.max_length_ratio:
             raise UserError("need 0 < min_length_ratio < max_length_ratio", where=path, expected="e.g. 0.5 and 2.0")
 
 
 def prompt_ids(tokenizer, model, text: str, template: str) -> list[int]:
-    """Token ids of one prompt: raw text for seq2seq models, else chat template or plain text after BOS."""
+    """Token ids of one prompt: the tokenizer's chat template, or the text with the specials the tokenizer adds itself."""
     from ..generation.encoding import tokenize
 
-    if model.config.is_encoder_decoder:
-        return list(tokenizer(text).input_ids)
-    if template == "chat" or (template == "auto" and getattr(tokenizer, "chat_template", None)):
-        if not getattr(tokenizer, "chat_template", None):
-            raise UserError("this model's tokenizer has no chat template", where="template", expected="plain or auto")
+    has_chat = bool(getattr(tokenizer, "chat_template", None))
+    if template == "chat" and not has_chat:
+        raise UserError("this model's tokenizer has no chat template", where="template", expected="plain or auto")
+    if not model.config.is_encoder_decoder and (template == "chat" or (template == "auto" and has_chat)):
         return tokenize(tokenizer, tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                                                  add_generation_prompt=True))
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + tokenize(tokenizer, text)
+    return list(tokenizer(text).input_ids)
 
 
 def run_lm(name: str, prompts: list[str], options: LMOptions, template: str, rng: random.Random, desc: str) -> list[str]:
     """First non-empty line of each generated answer, with a leading "Here is ...:" style preamble removed."""
     import torch
 
-    from ..generation.generate import GenerateOptions, generate
-
     model, tokenizer = load_generator(name)
     ids = [prompt_ids(tokenizer, model, p, template) for p in prompts]
     torch.manual_seed(rng.randrange(2**31))
-    opts = GenerateOptions(max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
-                           temperature=options.temperature, top_p=options.top_p, stop_at_newline=True)
     outputs = []
-    for gen in generate(model, tokenizer, ids, opts, desc=desc):
+    for gen in generate(model, tokenizer, ids, options, desc=desc):
         lines = [line.strip() for line in gen.text.splitlines() if line.strip()]
         outputs.append(ANSWER_PREFIX.sub("", lines[0]).strip().strip('"') if lines else "")
     return outputs
@@ -115,7 +106,7 @@ def acceptable(source: str, output: str, options: LMOptions) -> bool:
 
 
 def _check_name(name: Optional[str], path: str) -> None:
-    if name is not None and (not isinstance(name, str) or not name.strip()):
+    if name is not None and not name.strip():
         raise UserError("model must be a zoo name or a local folder", where=path, expected="e.g. smollm2-135m")
 
 

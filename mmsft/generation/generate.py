@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from .encoding import pad_left, pad_right
 
 
@@ -31,6 +32,14 @@ class GenerateOptions:
     temperature: float = 0.0  # 0 = deterministic (greedy / beam); > 0 samples (seed torch first)
     top_p: float = 1.0  # nucleus sampling, used when temperature > 0
     stop_at_newline: bool = False  # end an output at its first line break (one-line answers from base LMs)
+
+    def validate(self, path: str) -> None:
+        for name in ("max_new_tokens", "num_beams", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1", where=f"{path}.{name}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise UserError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}",
+                            where=path, expected="temperature: 0 (greedy) or e.g. 0.7; top_p: e.g. 0.9")
 
 
 def _config(model, opts: GenerateOptions, eos_id: int, pad_id: int):

@@ -29,14 +29,6 @@ class GenerateSpec(GenerateOptions):
 
     single_line: bool = False  # keep the first line of an output (one-sentence tasks such as translation)
 
-    def validate(self, path: str) -> None:
-        for name in ("max_new_tokens", "num_beams", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be >= 1", where=f"{path}.{name}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise UserError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}",
-                            where=path, expected="temperature: 0 (greedy) or e.g. 0.7; top_p: e.g. 0.9")
-
 
 @dataclass
 class GenerationData:
