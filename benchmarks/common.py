@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# benchmarks measure this checkout's mmsft, whatever an (editable) install elsewhere points at
+sys.path.insert(0, str(RESULTS.parent.parent))
 
 
 def machine() -> str:

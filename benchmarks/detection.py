@@ -13,7 +13,10 @@ torchvision's ``references/detection/train.py`` does -- a bare DataLoader loop, 
 schedule, warmup, weight decay, clipping, batch size and epochs; no validation, checkpoints or logging.
 Both score the final / best model on test with the same code.  Images/s counts training time only.
 Writes ``detection.md``, ``detection.json`` and ``detection.png`` into ``--results``
-(default benchmarks/results; with --quick a temporary folder unless ``--results`` is given).
+(default benchmarks/results; with --quick a temporary folder unless ``--results`` is given).  mmsft rows
+of an earlier sitting with the same overrides are kept unless ``--adapters`` re-measures them, so
+``--adapters top3`` re-times the default against the reference alone; every row records when it ran
+and the load average before it.
 """
 from __future__ import annotations
 
@@ -110,16 +113,21 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def render(rows: list[dict], command: str, cfg_text: str, quick: bool) -> str:
+def render(rows: list[dict], command: str, cfg_text: str, quick: bool, default_epochs: float | None = None) -> str:
     lines = header("Detection benchmark: default detector x full / frozen / LoRA, and a reference loop", command)
     if quick:
         lines += ["**QUICK SMOKE RUN** (16 train / 8 eval images, 1 epoch): the figures only show the pipeline works.", ""]
-    lines += [f"Task `{TASK}`; default model: {cfg_text}.", "",
-              "| runner | adapter | test mAP@0.5 | test mAP@0.5:0.95 | trainable params | train images/s | train s | peak MB |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"Task `{TASK}`; default model: {cfg_text}.", ""]
+    if default_epochs is not None:
+        lines += [f"Shorter than the task's default of {default_epochs:g} epochs (to fit five trainings in one sitting): the rows",
+                  "compare runners and adapters at equal budget; `mmsft train traffic_vehicles` itself trains longer (docs/vision.md).", ""]
+    lines += [
+              "| runner | adapter | test mAP@0.5 | test mAP@0.5:0.95 | trainable params | train images/s | train s | peak MB | measured | load |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['runner']} | {r['adapter']} | {r['map50']:.4f} | {r['map50_95']:.4f} | {r['trainable_params']:,} | "
-                     f"{r['images_per_second']:.2f} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:.0f} |")
+                     f"{r['images_per_second']:.2f} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:.0f} | "
+                     f"{r.get('measured_at', '—')} | {r.get('load_before', '—')} |")
     ref = next((r for r in rows if r["runner"] == "reference"), None)
     same = next((r for r in rows if ref and r["runner"] == "mmsft" and r["adapter"] == ref["adapter"]), None)
     if ref and same:
@@ -128,7 +136,9 @@ def render(rows: list[dict], command: str, cfg_text: str, quick: bool) -> str:
     lines += ["", "Both runners keep the last epoch (`train.early_stopping.restore_best=false`, as torchvision's reference does);",
               "mmsft still validates every epoch (not counted in its images/s).",
               "Images/s counts training steps only (no evaluation or checkpoint time) on the same data pipeline",
-              "(DataLoader in the main process, letterbox + augmentation). Peak memory is the process's peak RSS.", "",
+              "(DataLoader in the main process, letterbox + augmentation). Peak memory is the process's peak RSS.",
+              "`measured` / `load`: when each row started and the 1-minute load average just before (about 0 on an idle",
+              "machine; one more per busy core), since a speed ratio is only fair between rows measured alike.", "",
               "![detection benchmark](detection.png)", ""]
     return "\n".join(lines)
 
@@ -152,15 +162,24 @@ def main() -> None:
                  *args.overrides]
     results = args.results or (Path(tempfile.mkdtemp(prefix="mmsft-det-quick-")) if args.quick else RESULTS)
     results.mkdir(parents=True, exist_ok=True)
-    rows = []
+    # rows of an earlier sitting with the same overrides are kept unless this one re-measures them
+    earlier = json.loads((results / "detection.json").read_text()) if (results / "detection.json").is_file() else []
+    rows = [r for r in earlier if r.get("overrides") == overrides and r["runner"] == "mmsft" and r["adapter"] not in args.adapters]
+
+    def when() -> dict:  # load ~0 on an idle machine; > 1 means other jobs shared the cores
+        return {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": round(os.getloadavg()[0], 2)}
+
     with tempfile.TemporaryDirectory(prefix="mmsft-bench-det-") as tmp:
         for adapter in args.adapters:
+            stamp = when()
             m = train_in_subprocess(TASK, ADAPTERS[adapter], Path(tmp) / adapter, overrides)
             rows.append({"runner": "mmsft", "adapter": adapter, "map50": m["test"]["map50"], "map50_95": m["test"]["map50_95"],
                          "trainable_params": m["trainable_params"], "images_per_second": m["samples_per_second"],
-                         "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"]})
+                         "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"], **stamp, "overrides": overrides})
+        stamp = when()
         r = reference_in_subprocess(args.reference_adapter, overrides, Path(tmp) / "reference.json")
-        rows.append({"runner": "reference", "adapter": args.reference_adapter, **r})
+        rows.append({"runner": "reference", "adapter": args.reference_adapter, **r, **stamp, "overrides": overrides})
+    rows.sort(key=lambda r: (r["runner"] != "mmsft", list(ADAPTERS).index(r["adapter"])))
     from mmsft.spec import build_run_config
 
     cfg = build_run_config(TASK, ADAPTERS[args.reference_adapter], overrides)
@@ -171,7 +190,9 @@ def main() -> None:
     command = ("python benchmarks/detection.py " + " ".join(sys.argv[1:])).strip()
     write_json(results / "detection.json", rows)
     plot(rows, results / "detection.png")
-    (results / "detection.md").write_text(render(rows, command, cfg_text, args.quick))
+    default_epochs = build_run_config(TASK, ADAPTERS[args.reference_adapter], []).train.epochs
+    (results / "detection.md").write_text(render(rows, command, cfg_text, args.quick,
+                                                 None if args.quick or default_epochs == cfg.train.epochs else default_epochs))
     print(f"wrote {results / 'detection.md'}")
 
 

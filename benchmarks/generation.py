@@ -80,7 +80,7 @@ def run_stage(task: str, model: str, stage: str, overrides: list[str], work: Pat
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     base = [f"model.backbone={model}", *overrides]
-    row = {"task": task, "model": model, "stage": stage}
+    row = {"task": task, "model": model, "stage": stage, "threads": torch.get_num_threads()}
     if stage == "zero_shot":
         cfg = build_run_config(task, "lora", [*base[:1], *ZERO_SHOT[(model, task)], *base[1:]])
         kind = KINDS.get(cfg.kind)
@@ -112,7 +112,8 @@ def run_stage(task: str, model: str, stage: str, overrides: list[str], work: Pat
         test_n = len(predictions)
     row.update({k: metrics.get(k) for k in SCORES}, test_samples=test_n,
                settings=f"template {cfg.data.template}, prompt {cfg.data.prompt!r}, max_new_tokens {cfg.data.generate.max_new_tokens}, "
-                        f"{'greedy' if cfg.data.generate.num_beams == 1 else f'{cfg.data.generate.num_beams} beams'}")
+                        f"{'greedy' if cfg.data.generate.num_beams == 1 else f'{cfg.data.generate.num_beams} beams'}, "
+                        f"{row['threads']} thread{'s' if row['threads'] > 1 else ''}")
     row["overrides"] = overrides  # a saved stage is reused only for the same overrides
     row["examples"] = predictions
     return row

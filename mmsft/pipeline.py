@@ -135,28 +135,30 @@ def _plain(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
 
 
-def load_run(run_dir: str | Path) -> Session:
-    """Rebuild a trained run (config snapshot + saved model) for evaluation or prediction."""
+def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> Session:
+    """Rebuild a trained run (config snapshot + saved model) for evaluation or prediction;
+    ``overrides`` change data and decoding settings (see ``spec.RUN_OVERRIDABLE``)."""
     from .saving import load_model
 
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
+    cfg = load_run_config(run_dir, overrides)
     kind, adapter = KINDS.get(cfg.kind), ADAPTERS.get(cfg.adapter.method)
     model, processor = load_model(cfg, kind, adapter, run_dir / "model")
     return Session(cfg, kind, adapter, None, model, processor)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test") -> EvalOutput:
-    session = load_run(run_dir)
+def evaluate_run(run_dir: str | Path, split: str = "test", overrides: list[str] | None = None) -> EvalOutput:
+    session = load_run(run_dir, overrides)
     session.data = session.kind.load_data(session.cfg)
     prepared = session.kind.prepare(session.cfg, session.processor, session.data)
     return session.kind.evaluate(session.cfg, session.model, prepared, split, session.processor)
 
 
-def predict_run(run_dir: str | Path, inputs: list[str], out_dir: str | Path | None = None) -> list[dict]:
+def predict_run(run_dir: str | Path, inputs: list[str], out_dir: str | Path | None = None,
+                overrides: list[str] | None = None) -> list[dict]:
     """Predict on ``inputs``; kinds that write files (annotated images) write them to ``out_dir``
     (default ``RUN/predictions``)."""
-    session = load_run(run_dir)
+    session = load_run(run_dir, overrides)
     if session.kind.writes_files:
         out = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
         return session.kind.predict(session.cfg, session.model, session.processor, inputs, out_dir=out)

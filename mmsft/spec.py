@@ -185,11 +185,23 @@ def _check_plugins(cfg: RunConfig) -> None:
     kind.check_metrics(cfg.metrics)
 
 
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    """Rebuild the config a run was trained with from its ``config.yaml`` snapshot."""
+# what eval/predict may change in a trained run's config: the data (root, subsets, decoding) and
+# the machine, never what shapes the saved model
+RUN_OVERRIDABLE = ("data.", "train.eval_batch_size=", "train.threads=", "train.device=", "train.mixed_precision=",
+                   "model.options.predict_score_thresh=")
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Rebuild the config a run was trained with from its ``config.yaml`` snapshot; ``overrides``
+    (``data.generate.num_beams=4``, ``data.root=...``) may change what ``RUN_OVERRIDABLE`` lists."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError("not a run folder (no config.yaml)", where=str(run_dir))
-    cfg = from_dict(RunConfig, load_yaml(path))
+    for text in overrides or []:
+        if not text.startswith(RUN_OVERRIDABLE):
+            raise UserError(f"'{text}' cannot change a trained run", where="command line",
+                            expected="data.* (e.g. data.generate.num_beams=4, data.root=DIR), "
+                                     + ", ".join(k.rstrip("=") for k in RUN_OVERRIDABLE[1:]))
+    cfg = from_dict(RunConfig, apply_overrides(load_yaml(path), overrides or []))
     _check_plugins(cfg)
     return cfg

@@ -26,6 +26,12 @@ def test_quality_checks_reject_copies_length_outliers_and_changed_numbers():
     assert not acceptable(src, "In 2008 operating profit rose to EUR 13.1 mn from EUR 8.7 mn .", opts)  # a number changed
     assert acceptable(src, "In 2008 operating profit rose to EUR 13.1 mn from EUR 8.7 mn .", LMOptions(keep_numbers=False))
     assert not acceptable(src, "", opts)
+    # meaning drift: too few of the source's content words survive (back-translation's default check)
+    drift = LMOptions(min_word_overlap=0.3)
+    assert acceptable(src, "In 2007 operating profit climbed to EUR 13.1 million from EUR 8.7 million.", drift)
+    assert not acceptable("There are no substitutes to AC drives .", "The car has no spare parts.", drift)
+    assert acceptable("There are no substitutes to AC drives .", "The car has no spare parts.", opts)
+    assert not acceptable("Sales in Finland fell .", "The shop opens at 9 o'clock.", drift)  # the one-shot example echoed
 
 
 def test_translation_prompt_is_one_shot_when_both_languages_have_an_example():
@@ -62,6 +68,7 @@ def test_batched_methods_get_chunks_of_the_rows_still_wanted(monkeypatch):
     ({"method": "paraphrase", "prompt": "Paraphrase this."}, "{text}"),
     ({"method": "paraphrase", "temperature": -1}, "temperature"),
     ({"method": "paraphrase", "min_length_ratio": 3}, "min_length_ratio"),
+    ({"method": "back_translation", "min_word_overlap": 1.5}, "min_word_overlap"),
     ({"method": "back_translation", "pivot_language": "English"}, "pivot_language"),
     ({"method": "back_translation", "beam": 4}, "beam"),
 ])

@@ -169,6 +169,14 @@ def test_lora_run_round_trip_eval_and_predict(toy_mt, capsys):
     assert main(["eval", str(run)]) == 0
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{"):])["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-5)
+    # decoding settings of a trained run change on the command line; what shapes the model does not
+    assert main(["predict", str(run), "the cat sees the dog", "--set", "data.generate.max_new_tokens=2",
+                 "data.generate.num_beams=3"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["new_tokens"] <= 2
+    assert len(evaluate_run(run, overrides=["data.max_test_samples=3"]).predictions) == 3
+    assert main(["eval", str(run), "--set", "adapter.options.r=8"]) == 2
+    assert "cannot change a trained run" in capsys.readouterr().err
 
 
 def test_full_fine_tune_loss_falls_and_eos_is_learned(tmp_path, tiny_llama, isolated):

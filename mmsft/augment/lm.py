@@ -57,11 +57,15 @@ class LMOptions(GenerateOptions):
     keep_numbers: bool = True  # drop outputs whose numbers differ from the source's
     min_length_ratio: float = 0.5  # output words / source words
     max_length_ratio: float = 2.0
+    min_word_overlap: float = 0.0  # share of the source's content words the output keeps; 0 = no check
 
     def validate(self, path: str) -> None:
         super().validate(path)
         if not 0 < self.min_length_ratio < self.max_length_ratio:
             raise UserError("need 0 < min_length_ratio < max_length_ratio", where=path, expected="e.g. 0.5 and 2.0")
+        if not 0 <= self.min_word_overlap <= 1:
+            raise UserError(f"min_word_overlap must be in [0, 1], got {self.min_word_overlap}", where=f"{path}.min_word_overlap",
+                            expected="e.g. 0.3 (0 = no check)")
 
 
 def prompt_ids(tokenizer, model, text: str, template: str) -> list[int]:
@@ -95,12 +99,28 @@ def numbers(text: str) -> list[str]:
     return sorted(n.replace(",", "") for n in NUMBER.findall(text))
 
 
+STOPWORDS = frozenset("the and for with from that this there these those are was were has have had its his her their "
+                      "will would said also which been into than but not our your they them".split())
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[^\W\d_]{3,}", text.lower()) if w not in STOPWORDS}
+
+
+def word_overlap(source: str, output: str) -> float:
+    """Share of the source's content words (3+ letters, no stopwords) found in the output."""
+    words = content_words(source)
+    return len(words & content_words(output)) / len(words) if words else 1.0
+
+
 def acceptable(source: str, output: str, options: LMOptions) -> bool:
-    """Not empty, not a copy, length in bounds, same numbers (when asked)."""
+    """Not empty, not a copy, length in bounds, same numbers (when asked), not drifted to another meaning."""
     if not output or normalise(output) == normalise(source):
         return False
     ratio = len(output.split()) / max(1, len(source.split()))
     if not options.min_length_ratio <= ratio <= options.max_length_ratio:
+        return False
+    if options.min_word_overlap and word_overlap(source, output) < options.min_word_overlap:
         return False
     return not options.keep_numbers or numbers(output) == numbers(source)
 
@@ -143,6 +163,9 @@ class BackTranslationOptions(LMOptions):
     pivot_language: str = "German"
     prompt: str = "{from}: {text}\n{to}:"  # for causal LMs; a one-shot example goes first when EXAMPLES has both languages
     template: Literal["auto", "chat", "plain"] = "plain"
+    # a 270M model's round trip often drifts ("no substitutes to AC drives" -> "the car has no spare parts")
+    # or echoes the one-shot example; an output must keep 30% of the source's content words
+    min_word_overlap: float = 0.3
 
     def validate(self, path: str) -> None:
         super().validate(path)

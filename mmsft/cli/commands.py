@@ -37,11 +37,14 @@ def _train(p):
 def _eval(p):
     p.add_argument("run", help="run folder written by `mmsft train`")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--set", nargs="+", default=[], metavar="key=value", dest="overrides",
+                   help="change data or decoding settings of the run, e.g. data.generate.num_beams=4 "
+                        "data.generate.max_new_tokens=64 data.root=DIR")
 
     def run(args):
         from ..pipeline import evaluate_run
 
-        out = evaluate_run(args.run, args.split)
+        out = evaluate_run(args.run, args.split, args.overrides)
         print(json.dumps({k: v for k, v in out.metrics.items() if not isinstance(v, (list, dict))}, indent=2))
     p.set_defaults(func=run)
 
@@ -51,11 +54,14 @@ def _predict(p):
     p.add_argument("run", help="run folder written by `mmsft train`")
     p.add_argument("inputs", nargs="+", help="texts (or image paths for image tasks)")
     p.add_argument("--out", metavar="DIR", help="image tasks: folder for the annotated images and JSON boxes (default: RUN/predictions)")
+    p.add_argument("--set", nargs="+", default=[], metavar="key=value", dest="overrides",
+                   help="change data or decoding settings of the run, e.g. data.generate.num_beams=4 "
+                        "data.generate.max_new_tokens=64 data.root=DIR")
 
     def run(args):
         from ..pipeline import predict_run
 
-        for row in predict_run(args.run, args.inputs, args.out):
+        for row in predict_run(args.run, args.inputs, args.out, args.overrides):
             print(json.dumps(row, ensure_ascii=False))
     p.set_defaults(func=run)
 
