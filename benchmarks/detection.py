@@ -4,6 +4,8 @@ loop, in one run.
 
     python benchmarks/detection.py                 # the full benchmark (estimated 1.5-2 h on 2 idle CPU cores)
     python benchmarks/detection.py --quick         # smoke test: 16 train / 8 eval images, 1 epoch
+    python benchmarks/detection.py --threads 1 --side-by-side train.epochs=6 --adapters top3   # re-time the default
+                                                   # against the reference, both at once on one core each
 
 mmsft rows: ``mmsft train traffic_vehicles --adapter detector_<a>`` in a fresh process each (clean peak
 memory).  Reference row: a fresh process builds the very same model (``mmsft.pipeline.build_session``:
@@ -83,11 +85,11 @@ def reference_worker(adapter: str, overrides: list[str], out: Path) -> None:
                                "train_seconds": seconds, "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def reference_in_subprocess(adapter: str, overrides: list[str], out: Path) -> dict:
+def start_reference(adapter: str, overrides: list[str], out: Path) -> subprocess.Popen:
+    """The reference loop in a fresh process (it writes ``out``); the caller waits."""
     cmd = [sys.executable, __file__, "--reference-worker", adapter, "--worker-out", str(out), "--", *overrides]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    return json.loads(out.read_text())
+    return subprocess.Popen(cmd)
 
 
 # ----------------------------------------------------------------------------- results
@@ -131,7 +133,8 @@ def render(rows: list[dict], command: str, cfg_text: str, quick: bool, default_e
     ref = next((r for r in rows if r["runner"] == "reference"), None)
     same = next((r for r in rows if ref and r["runner"] == "mmsft" and r["adapter"] == ref["adapter"]), None)
     if ref and same:
-        lines += ["", f"mmsft / reference ({ref['adapter']}): {same['images_per_second'] / ref['images_per_second']:.2f}x the images/s; "
+        together = " (trained side by side, one core each)" if ref.get("side_by_side") and same.get("side_by_side") else ""
+        lines += ["", f"mmsft / reference ({ref['adapter']}){together}: {same['images_per_second'] / ref['images_per_second']:.2f}x the images/s; "
                   f"mAP@0.5 {same['map50']:.4f} vs {ref['map50']:.4f}, mAP@0.5:0.95 {same['map50_95']:.4f} vs {ref['map50_95']:.4f}."]
     lines += ["", "Both runners keep the last epoch (`train.early_stopping.restore_best=false`, as torchvision's reference does);",
               "mmsft still validates every epoch (not counted in its images/s).",
@@ -150,6 +153,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke test on a few images (checks the script end to end)")
     ap.add_argument("--results", type=Path, help="output folder (default benchmarks/results; --quick: a temp folder)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of every run")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="train the reference loop at the same time as mmsft's run of the same adapter (use --threads 1 on "
+                         "2+ cores): both then see the same machine, which makes the speed ratio fair on a shared machine")
     ap.add_argument("--reference-worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
@@ -170,15 +176,21 @@ def main() -> None:
         return {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": round(os.getloadavg()[0], 2)}
 
     with tempfile.TemporaryDirectory(prefix="mmsft-bench-det-") as tmp:
+        ref_out, ref = Path(tmp) / "reference.json", None
         for adapter in args.adapters:
             stamp = when()
+            if args.side_by_side and adapter == args.reference_adapter:  # both runners at once, one core each
+                ref = (stamp, start_reference(adapter, overrides, ref_out))
             m = train_in_subprocess(TASK, ADAPTERS[adapter], Path(tmp) / adapter, overrides)
             rows.append({"runner": "mmsft", "adapter": adapter, "map50": m["test"]["map50"], "map50_95": m["test"]["map50_95"],
                          "trainable_params": m["trainable_params"], "images_per_second": m["samples_per_second"],
-                         "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"], **stamp, "overrides": overrides})
-        stamp = when()
-        r = reference_in_subprocess(args.reference_adapter, overrides, Path(tmp) / "reference.json")
-        rows.append({"runner": "reference", "adapter": args.reference_adapter, **r, **stamp, "overrides": overrides})
+                         "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"], **stamp, "overrides": overrides,
+                         "side_by_side": ref is not None and adapter == args.reference_adapter})
+        stamp, proc = ref or (when(), start_reference(args.reference_adapter, overrides, ref_out))
+        if proc.wait():
+            raise SystemExit(f"the reference loop failed (exit {proc.returncode})")
+        rows.append({"runner": "reference", "adapter": args.reference_adapter, **json.loads(ref_out.read_text()), **stamp,
+                     "overrides": overrides, "side_by_side": ref is not None})
     rows.sort(key=lambda r: (r["runner"] != "mmsft", list(ADAPTERS).index(r["adapter"])))
     from mmsft.spec import build_run_config
 
