@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, train_in_subprocess, write_json  # noqa: E402
+from common import RESULTS, header, measured, train_in_subprocess, write_json  # noqa: E402
 
 TARGETS = {("finance_sentiment", "lora"): 0.84, ("finance_sentiment", "full"): 0.85, ("finance_sentiment", "frozen"): 0.75,
            ("banking77_intent", "full"): 0.92, ("banking77_intent", "lora"): 0.91}
@@ -85,7 +83,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mmsft-bench-") as tmp:
         for task in args.tasks:
             for adapter in args.adapters:
-                load_before = os.getloadavg()[0]  # ~0 on an idle machine; > 1 means other jobs shared the 2 cores
+                stamp = measured()
                 m = train_in_subprocess(task, adapter, Path(tmp) / f"{task}-{adapter}")
                 rows = json.loads(json_path.read_text()) if json_path.is_file() else []  # re-read: other sittings may have added rows
                 rows = [r for r in rows if (r["task"], r["adapter"]) != (task, adapter)]
@@ -93,7 +91,7 @@ def main() -> None:
                              "f1_macro": m["test"].get("f1_macro"), "trainable_params": m["trainable_params"],
                              "train_seconds": m["train_seconds"], "samples_per_second": m["samples_per_second"],
                              "peak_memory_mb": m["peak_memory_mb"], "epochs": m["epochs_completed"],
-                             "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": round(load_before, 2)})
+                             **stamp})
                 rows.sort(key=lambda r: (r["task"], ["full", "lora", "frozen"].index(r["adapter"]) if r["adapter"] in ("full", "lora", "frozen") else 9))
                 write_json(json_path, rows)
                 command = "python benchmarks/adapters.py " + " ".join(sys.argv[1:])

@@ -44,6 +44,11 @@ def header(title: str, command: str) -> list[str]:
     return lines + ([f"- Note: {note}"] if note else []) + [""]
 
 
+def measured() -> dict:
+    """When a benchmark row starts and the 1-minute load average just before (~0 idle; +1 per busy core)."""
+    return {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": round(os.getloadavg()[0], 2)}
+
+
 def train_in_subprocess(task: str, adapter: str, out: Path, overrides: list[str] = ()) -> dict:
     """Run `mmsft train` in a fresh process (clean peak-memory figure); returns its metrics.json."""
     cmd = [sys.executable, "-m", "mmsft", "train", task, "--adapter", adapter, "--output", str(out), *overrides]

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, train_in_subprocess, write_json  # noqa: E402
+from common import RESULTS, header, measured, train_in_subprocess, write_json  # noqa: E402
 
 TASK = "traffic_vehicles"
 # "top3" is the task's default (first 2 backbone stages frozen); the issue asks for full / frozen / LoRA
@@ -172,13 +172,10 @@ def main() -> None:
     earlier = json.loads((results / "detection.json").read_text()) if (results / "detection.json").is_file() else []
     rows = [r for r in earlier if r.get("overrides") == overrides and r["runner"] == "mmsft" and r["adapter"] not in args.adapters]
 
-    def when() -> dict:  # load ~0 on an idle machine; > 1 means other jobs shared the cores
-        return {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": round(os.getloadavg()[0], 2)}
-
     with tempfile.TemporaryDirectory(prefix="mmsft-bench-det-") as tmp:
         ref_out, ref = Path(tmp) / "reference.json", None
         for adapter in args.adapters:
-            stamp = when()
+            stamp = measured()
             if args.side_by_side and adapter == args.reference_adapter:  # both runners at once, one core each
                 ref = (stamp, start_reference(adapter, overrides, ref_out))
             m = train_in_subprocess(TASK, ADAPTERS[adapter], Path(tmp) / adapter, overrides)
@@ -186,7 +183,7 @@ def main() -> None:
                          "trainable_params": m["trainable_params"], "images_per_second": m["samples_per_second"],
                          "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"], **stamp, "overrides": overrides,
                          "side_by_side": ref is not None and adapter == args.reference_adapter})
-        stamp, proc = ref or (when(), start_reference(args.reference_adapter, overrides, ref_out))
+        stamp, proc = ref or (measured(), start_reference(args.reference_adapter, overrides, ref_out))
         if proc.wait():
             raise SystemExit(f"the reference loop failed (exit {proc.returncode})")
         rows.append({"runner": "reference", "adapter": args.reference_adapter, **json.loads(ref_out.read_text()), **stamp,

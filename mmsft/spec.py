@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from . import paths
-from .config import apply_overrides, deep_merge, from_dict, load_yaml, to_dict
+from .config import apply_overrides, deep_merge, from_dict, load_yaml, parse_override, to_dict
 from .errors import UserError, suggest
 
 
@@ -187,8 +187,8 @@ def _check_plugins(cfg: RunConfig) -> None:
 
 # what eval/predict may change in a trained run's config: the data (root, subsets, decoding) and
 # the machine, never what shapes the saved model
-RUN_OVERRIDABLE = ("data.", "train.eval_batch_size=", "train.threads=", "train.device=", "train.mixed_precision=",
-                   "model.options.predict_score_thresh=")
+RUN_OVERRIDABLE = ("data", "train.eval_batch_size", "train.threads", "train.device", "train.mixed_precision",
+                   "model.options.predict_score_thresh")
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -198,10 +198,10 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> 
     if not path.is_file():
         raise UserError("not a run folder (no config.yaml)", where=str(run_dir))
     for text in overrides or []:
-        if not text.startswith(RUN_OVERRIDABLE):
+        key = ".".join(parse_override(text)[0])
+        if not any(key == allowed or key.startswith(allowed + ".") for allowed in RUN_OVERRIDABLE):
             raise UserError(f"'{text}' cannot change a trained run", where="command line",
-                            expected="data.* (e.g. data.generate.num_beams=4, data.root=DIR), "
-                                     + ", ".join(k.rstrip("=") for k in RUN_OVERRIDABLE[1:]))
+                            expected="data.* (e.g. data.generate.num_beams=4, data.root=DIR), " + ", ".join(RUN_OVERRIDABLE[1:]))
     cfg = from_dict(RunConfig, apply_overrides(load_yaml(path), overrides or []))
     _check_plugins(cfg)
     return cfg

@@ -33,13 +33,18 @@ def _train(p):
     p.set_defaults(func=run)
 
 
+def _add_run_overrides(p) -> None:
+    """``--set``: data and decoding settings of a trained run (what ``spec.RUN_OVERRIDABLE`` allows)."""
+    p.add_argument("--set", nargs="+", default=[], metavar="key=value", dest="overrides",
+                   help="change data or decoding settings of the run, e.g. data.generate.num_beams=4 "
+                        "data.generate.max_new_tokens=64 data.root=DIR")
+
+
 @command("eval", "Evaluate a trained run on a split of its task's data.")
 def _eval(p):
     p.add_argument("run", help="run folder written by `mmsft train`")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    p.add_argument("--set", nargs="+", default=[], metavar="key=value", dest="overrides",
-                   help="change data or decoding settings of the run, e.g. data.generate.num_beams=4 "
-                        "data.generate.max_new_tokens=64 data.root=DIR")
+    _add_run_overrides(p)
 
     def run(args):
         from ..pipeline import evaluate_run
@@ -54,9 +59,7 @@ def _predict(p):
     p.add_argument("run", help="run folder written by `mmsft train`")
     p.add_argument("inputs", nargs="+", help="texts (or image paths for image tasks)")
     p.add_argument("--out", metavar="DIR", help="image tasks: folder for the annotated images and JSON boxes (default: RUN/predictions)")
-    p.add_argument("--set", nargs="+", default=[], metavar="key=value", dest="overrides",
-                   help="change data or decoding settings of the run, e.g. data.generate.num_beams=4 "
-                        "data.generate.max_new_tokens=64 data.root=DIR")
+    _add_run_overrides(p)
 
     def run(args):
         from ..pipeline import predict_run
