@@ -11,12 +11,16 @@ epochs, early stopping on validation accuracy, best weights restored) and scored
 split.  Frozen features are what `mmsft train --adapter frozen` caches per run; here they are cached
 per text across runs (the backbone is deterministic in eval mode), which makes 42 runs affordable on a
 CPU.  Writes ``benchmarks/results/augmentation.{md,json}``; runs already there for other (fraction,
-method) cells are kept, so the slow LM methods can be added in a later sitting.
+method) cells are kept, so the slow LM methods can be added in a later sitting.  Every finished run is
+also saved to ``--work``/stages/ and reused (unless ``--fresh``), so a stopped sitting loses one run at
+most, and two invocations can share the seeds of one cell (``--seed-list 0,1`` beside ``--seed-list 2``);
+the report is merged with the file's content at writing time.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -55,7 +59,9 @@ class FeatureStore:
             self.features.update(zip(chunk, out))
         if todo:
             self.encoded += len(todo)
-            torch.save(self.features, self.path)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")  # atomic: another invocation may read it meanwhile
+            torch.save(self.features, tmp)
+            os.replace(tmp, self.path)
         return torch.stack([self.features[t] for t in texts])
 
 
@@ -138,8 +144,8 @@ def summarise(runs: list[dict]) -> list[dict]:
 def markdown(rows: list[dict], runs: list[dict], command: str, kept: int, n_test: int, encoded: int, wall: float) -> str:
     lines = header("Augmentation on finance_sentiment (MiniLM-L6, frozen adapter)", command)
     if kept:
-        lines[-1:-1] = [f"- {kept} runs of cells this command did not name are kept from earlier sittings (same script, see "
-                        "the `Every run` table); the other runs are this command's."]
+        lines[-1:-1] = [f"- {kept} runs are kept from earlier sittings or from an invocation beside this one (cells or seeds this "
+                        "command did not name; same script, see the `Every run` table); the other runs are this command's."]
     lines += [
         "## Set-up",
         "",
@@ -196,7 +202,10 @@ def main() -> None:
                         help=f"comma-separated; 'none' is the baseline; LM methods (opt-in, slow): {', '.join(LM_METHODS)}")
     parser.add_argument("--fractions", default="0.1,1.0")
     parser.add_argument("--factor", type=float, default=1.0, help="new rows per train row")
+    parser.add_argument("--seed-list", help="comma-separated seeds to run (default 0..seeds-1), e.g. to split a cell over processes")
     parser.add_argument("--out", default=str(RESULTS / "augmentation"), help="output path without extension")
+    parser.add_argument("--work", default="runs/bench-augmentation", help="finished runs are saved under WORK/stages")
+    parser.add_argument("--fresh", action="store_true", help="recompute runs already saved in WORK/stages")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     from mmsft.kinds.text_classification import build_splits
@@ -207,14 +216,27 @@ def main() -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     out = Path(args.out)
     fractions = [float(f) for f in args.fractions.split(",")]
-    runs, store, start = previous_runs(out.with_suffix(".json"), fractions, methods), {}, time.perf_counter()
-    n_new = len(fractions) * len(methods) * args.seeds
+    seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    stages, store, start, runs = Path(args.work) / "stages", {}, time.perf_counter(), []
     for fraction in fractions:
         for method in methods:
-            for seed in range(args.seeds):
-                run = run_one(fraction, method, seed, n_train, args.factor, store)
+            for seed in seeds:
+                stage = stages / f"{fraction:g}-{method}-{args.factor:g}-{seed}.json"
+                if stage.is_file() and not args.fresh:
+                    run = json.loads(stage.read_text())
+                else:
+                    run = run_one(fraction, method, seed, n_train, args.factor, store)
+                    write_json(stage, run)
                 print(json.dumps(run), flush=True)
                 runs.append(run)
+    # other cells as the file holds them now (another invocation may have written meanwhile), then the other seeds of these cells
+    kept = previous_runs(out.with_suffix(".json"), fractions, methods)
+    for stage in sorted(stages.glob("*.json")) if stages.is_dir() else []:
+        run = json.loads(stage.read_text())
+        if run["fraction"] in fractions and run["method"] in methods and run["factor"] == args.factor and run["seed"] not in seeds:
+            kept.append(run)
+    order = {m: i for i, m in enumerate(METHODS + LM_METHODS)}
+    n_new, runs = len(runs), sorted(kept + runs, key=lambda r: (r["fraction"], order.get(r["method"], 99), r["factor"], r["seed"]))
     rows = summarise(runs)
     command = " ".join(["python", "benchmarks/augmentation.py", *sys.argv[1:]])
     encoded = store["store"].encoded if store else 0

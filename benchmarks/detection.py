@@ -41,43 +41,55 @@ QUICK = ["data.max_train_samples=16", "data.max_eval_samples=8", "train.epochs=1
 
 
 # ----------------------------------------------------------------------------- the reference loop
+def reference_epoch(model, loader, optimizer, scheduler, params, max_grad_norm) -> tuple[int, float, float]:
+    """One epoch as torchvision's references/detection/train.py trains: (images, seconds, last loss)."""
+    import torch
+
+    seen, tick = 0, time.perf_counter()
+    model.train()
+    for batch in loader:
+        losses = model(batch["images"], batch["targets"])["loss"]
+        optimizer.zero_grad()
+        losses.backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        seen += len(batch["images"])
+    return seen, time.perf_counter() - tick, losses.item()
+
+
+def reference_parts(model, prepared, t, epochs: float):
+    """DataLoader, optimizer, scheduler and trainable parameters set up as mmsft's runner sets them up."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mmsft.training.optim import build_optimizer
+    from mmsft.training.schedules import build_scheduler
+
+    loader = DataLoader(prepared.splits["train"], batch_size=t.batch_size, shuffle=True, collate_fn=prepared.collate,
+                        generator=torch.Generator().manual_seed(t.seed))
+    optimizer = build_optimizer(model, t.lr, t.weight_decay, t.head_lr)
+    scheduler = build_scheduler(optimizer, t.schedule, max(1, int(epochs * len(loader))), t.warmup_ratio)
+    return loader, optimizer, scheduler, [p for p in model.parameters() if p.requires_grad]
+
+
 def reference_worker(adapter: str, overrides: list[str], out: Path) -> None:
     """torchvision-reference-style training of the mmsft-built model; writes ``out`` (JSON)."""
     import resource
 
-    import torch
-    from torch.utils.data import DataLoader
-
     from mmsft.pipeline import build_session
     from mmsft.spec import build_run_config
-    from mmsft.training.optim import build_optimizer
-    from mmsft.training.schedules import build_scheduler
 
     cfg = build_run_config(TASK, ADAPTERS[adapter], overrides)
     session = build_session(cfg)  # same seeds, model, adapter and datasets as `mmsft train`
     model, prepared, t = session.model, session.prepared, cfg.train
-    loader = DataLoader(prepared.splits["train"], batch_size=t.batch_size, shuffle=True, collate_fn=prepared.collate,
-                        generator=torch.Generator().manual_seed(t.seed))
-    total_steps = int(t.epochs * len(loader))
-    optimizer = build_optimizer(model, t.lr, t.weight_decay, t.head_lr)
-    scheduler = build_scheduler(optimizer, t.schedule, total_steps, t.warmup_ratio)
-    params = [p for p in model.parameters() if p.requires_grad]
+    loader, optimizer, scheduler, params = reference_parts(model, prepared, t, t.epochs)
     seen, seconds = 0, 0.0
-    model.train()
     for epoch in range(int(t.epochs)):
-        tick = time.perf_counter()
-        for batch in loader:
-            loss_dict = model(batch["images"], batch["targets"])
-            losses = loss_dict["loss"]
-            optimizer.zero_grad()
-            losses.backward()
-            if t.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            seen += len(batch["images"])
-        seconds += time.perf_counter() - tick
-        print(f"reference epoch {epoch + 1}: loss {losses.item():.4f}", flush=True)
+        n, dt, loss = reference_epoch(model, loader, optimizer, scheduler, params, t.max_grad_norm)
+        seen, seconds = seen + n, seconds + dt
+        print(f"reference epoch {epoch + 1}: loss {loss:.4f}", flush=True)
     test = session.kind.evaluate(cfg, model, prepared, "test")
     counts = model.param_counts()
     out.write_text(json.dumps({"map50": test.metrics["map50"], "map50_95": test.metrics["map50_95"],
@@ -138,6 +150,9 @@ def render(rows: list[dict], command: str, cfg_text: str, quick: bool, default_e
                   f"mAP@0.5 {same['map50']:.4f} vs {ref['map50']:.4f}, mAP@0.5:0.95 {same['map50_95']:.4f} vs {ref['map50_95']:.4f}."]
     lines += ["", "Both runners keep the last epoch (`train.early_stopping.restore_best=false`, as torchvision's reference does);",
               "mmsft still validates every epoch (not counted in its images/s).",
+              "mmsft trains with its default `train.cpu_allocator=keep` (freed memory reused instead of re-faulted; see the",
+              "README's runner section); the reference loop runs with glibc's defaults, as torchvision's script would.",
+              "The loops alone, in one process with one allocator: `runner_overhead.md`.",
               "Images/s counts training steps only (no evaluation or checkpoint time) on the same data pipeline",
               "(DataLoader in the main process, letterbox + augmentation). Peak memory is the process's peak RSS.",
               "`measured` / `load`: when each row started and the 1-minute load average just before (about 0 on an idle",
@@ -181,7 +196,8 @@ def main() -> None:
             m = train_in_subprocess(TASK, ADAPTERS[adapter], Path(tmp) / adapter, overrides)
             rows.append({"runner": "mmsft", "adapter": adapter, "map50": m["test"]["map50"], "map50_95": m["test"]["map50_95"],
                          "trainable_params": m["trainable_params"], "images_per_second": m["samples_per_second"],
-                         "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"], **stamp, "overrides": overrides,
+                         "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"],
+                         "cpu_allocator_tuned": m.get("cpu_allocator_tuned", False), **stamp, "overrides": overrides,
                          "side_by_side": ref is not None and adapter == args.reference_adapter})
         stamp, proc = ref or (measured(), start_reference(args.reference_adapter, overrides, ref_out))
         if proc.wait():

@@ -112,7 +112,8 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
         "steps": result.state.step, "epochs_completed": result.state.epoch, "stopped_early": result.state.stopped_early,
         "train_seconds": round(result.state.train_seconds + encode_seconds, 2), "feature_cache_seconds": round(encode_seconds, 2),
         "samples_per_second": round(result.samples_per_second, 2), "peak_memory_mb": round(result.peak_memory_mb, 1),
-        "features_cached": cached, "device": str(accelerator.device), "mixed_precision": accelerator.mixed_precision,
+        "features_cached": cached, "device": str(accelerator.device), "cpu_allocator_tuned": runner.allocator_tuned,
+        "mixed_precision": accelerator.mixed_precision,
         "data": session.kind.data_summary(session.data), **counts,
     }
     if accelerator.is_main_process:

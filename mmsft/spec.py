@@ -56,6 +56,7 @@ class TrainSpec:
     sampler: Literal["length", "class_balanced", "cluster_balanced"] = "length"  # see mmsft.training.sampling
     log_every_steps: int = 10
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    cpu_allocator: Literal["keep", "system"] = "keep"  # keep: reuse freed memory on CPU (see mmsft.training.cpu_memory)
     cache_features: bool = True  # frozen deterministic backbone: encode once, train the head
     early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .batching import to_device
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from .cpu_memory import keep_freed_memory
 from .optim import build_optimizer
 from .sampling import ResumableBatchSampler
 from .schedules import build_scheduler
@@ -67,6 +68,7 @@ class Runner:
         self.spec, self.model, self.dataset, self.collate = spec, model, train_dataset, collate
         self.evaluate, self.run_dir, self.callbacks = evaluate, Path(run_dir), list(callbacks)
         self.accelerator = accelerator or make_accelerator(spec)
+        self.allocator_tuned = self.accelerator.device.type == "cpu" and spec.cpu_allocator == "keep" and keep_freed_memory()
         self.sampler = ResumableBatchSampler(
             lengths, spec.batch_size, spec.seed, spec.group_by_length,
             num_replicas=self.accelerator.num_processes, rank=self.accelerator.process_index, groups=groups,
