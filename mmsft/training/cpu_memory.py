@@ -6,8 +6,9 @@ On the traffic detector (batch 8, 320 px, one thread) that is ~58,000 minor page
 about a tenth of the step time; with mmap off and a high trim threshold it is none after the first
 epoch.  The price is peak memory: freed blocks stay in the heap, and aligned blocks can leave a block's
 worth of slack (6 detector epochs with validation: peak RSS 2,178 -> 2,490 MB, +14%, for 1.3x the
-images/s; ``train.cpu_allocator: system`` keeps glibc's defaults).  PyTorch's CPU tuning guide reaches the same end by preloading
-jemalloc or tcmalloc; ``mallopt`` needs no extra library.  Settings are process-wide and stay set.
+images/s; ``train.cpu_allocator: system`` keeps glibc's defaults).  PyTorch's CPU tuning guide
+reaches the same end by preloading jemalloc or tcmalloc; ``mallopt`` needs no extra library.
+Settings are process-wide and stay set.
 """
 from __future__ import annotations
 
