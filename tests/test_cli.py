@@ -40,3 +40,17 @@ def test_models_list_names_zoo_entries(capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_every_library_folder_is_a_regular_package():
+    """setuptools' find_packages (what `pip install .` ships) skips a folder without __init__.py, and with it
+    every module below; a namespace `mmsft` would also merge with any other checkout on sys.path."""
+    from pathlib import Path
+
+    import mmsft
+
+    assert mmsft.__file__, "mmsft is a namespace package: add mmsft/__init__.py"
+    root = Path(mmsft.__file__).parent
+    folders = {p.parent for p in root.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(f.relative_to(root.parent)) for f in folders if not (f / "__init__.py").is_file())
+    assert not missing, f"folders without __init__.py: {missing}"
