@@ -150,9 +150,9 @@ def render(rows: list[dict], command: str, cfg_text: str, quick: bool, default_e
                   f"mAP@0.5 {same['map50']:.4f} vs {ref['map50']:.4f}, mAP@0.5:0.95 {same['map50_95']:.4f} vs {ref['map50_95']:.4f}."]
     lines += ["", "Both runners keep the last epoch (`train.early_stopping.restore_best=false`, as torchvision's reference does);",
               "mmsft still validates every epoch (not counted in its images/s).",
-              "mmsft trains with its default `train.cpu_allocator=keep` (freed memory reused instead of re-faulted; see the",
-              "README's runner section); the reference loop runs with glibc's defaults, as torchvision's script would.",
-              "The loops alone, in one process with one allocator: `runner_overhead.md`.",
+              f"mmsft rows trained with `train.cpu_allocator=keep` (freed memory reused instead of re-faulted; README, runner "
+              f"section): {', '.join(r['adapter'] for r in rows if r.get('cpu_allocator_tuned')) or 'none'}; the reference loop",
+              "runs with glibc's defaults, as torchvision's script would. The loops alone, in one process: `runner_overhead.md`.",
               "Images/s counts training steps only (no evaluation or checkpoint time) on the same data pipeline",
               "(DataLoader in the main process, letterbox + augmentation). Peak memory is the process's peak RSS.",
               "`measured` / `load`: when each row started and the 1-minute load average just before (about 0 on an idle",
@@ -197,7 +197,7 @@ def main() -> None:
             rows.append({"runner": "mmsft", "adapter": adapter, "map50": m["test"]["map50"], "map50_95": m["test"]["map50_95"],
                          "trainable_params": m["trainable_params"], "images_per_second": m["samples_per_second"],
                          "train_seconds": m["train_seconds"], "peak_memory_mb": m["peak_memory_mb"],
-                         "cpu_allocator_tuned": m.get("cpu_allocator_tuned", False), **stamp, "overrides": overrides,
+                         "cpu_allocator_tuned": m["cpu_allocator_tuned"], **stamp, "overrides": overrides,
                          "side_by_side": ref is not None and adapter == args.reference_adapter})
         stamp, proc = ref or (measured(), start_reference(args.reference_adapter, overrides, ref_out))
         if proc.wait():
