@@ -55,7 +55,7 @@ class FeatureStore:
         for start in tqdm(range(0, len(todo), 64), desc="encode new texts", disable=len(todo) < 256, mininterval=10):
             chunk = todo[start : start + 64]
             enc = self.tokenizer(chunk, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-            out = self.model.encode(**enc).float()
+            out = self.model.encode(dict(enc))["classification"].float()
             self.features.update(zip(chunk, out))
         if todo:
             self.encoded += len(todo)
@@ -66,9 +66,10 @@ class FeatureStore:
 
 
 def run_one(fraction: float, method: str, seed: int, n_train_full: int, factor: float, store_cache: dict) -> dict:
-    from mmsft.adapters import ADAPTERS
+    from mmsft.adapters import apply_adapters
     from mmsft.kinds import KINDS, Prepared
     from mmsft.kinds.text_classification import build_splits
+    from mmsft.models import build_model
     from mmsft.pipeline import set_seed
     from mmsft.spec import build_run_config
     from mmsft.training.batching import FeatureDataset, stack_collate
@@ -80,14 +81,14 @@ def run_one(fraction: float, method: str, seed: int, n_train_full: int, factor: 
     if method != "none":
         overrides.append(f"data.augment=[{{method: {method}, factor: {factor}, seed: {seed}}}]")
     cfg = build_run_config(TASK, "frozen", overrides)
-    kind, adapter = KINDS.get(cfg.kind), ADAPTERS.get(cfg.adapter.method)
+    kind = KINDS.get(cfg.kind)
     tick = time.perf_counter()
     rows, stats = build_splits(cfg.data)  # includes making the augmented rows
     augment_seconds = time.perf_counter() - tick
     set_seed(cfg.train.seed)
-    model, tokenizer = kind.build_model(cfg, {"train": {"label": [r["label"] for r in rows["train"]]}})
+    model, tokenizer = build_model(cfg, kind, {"train": {"label": [r["label"] for r in rows["train"]]}})
     set_seed(cfg.train.seed)
-    adapter.apply(model, cfg.adapter.options, getattr(model, "zoo_entry", None))
+    apply_adapters(model, cfg.adapters)
     if "store" not in store_cache:
         from mmsft import paths
 
@@ -98,7 +99,7 @@ def run_one(fraction: float, method: str, seed: int, n_train_full: int, factor: 
     splits, lengths = {}, {}
     for name, split_rows in rows.items():
         texts = [r["text"] for r in split_rows]
-        splits[name] = FeatureDataset(store.get(texts), torch.tensor([r["label"] for r in split_rows]))
+        splits[name] = FeatureDataset({"classification": store.get(texts)}, {"labels": torch.tensor([r["label"] for r in split_rows])})
         lengths[name] = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=cfg.model.max_length)["input_ids"]]
     prepared = Prepared(splits, stack_collate, lengths)
     with tempfile.TemporaryDirectory() as run_dir:

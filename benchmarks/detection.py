@@ -48,14 +48,14 @@ def reference_epoch(model, loader, optimizer, scheduler, params, max_grad_norm) 
     seen, tick = 0, time.perf_counter()
     model.train()
     for batch in loader:
-        losses = model(batch["images"], batch["targets"])["loss"]
+        losses = model(pixel_values=batch["pixel_values"], targets=batch["targets"])["loss"]
         optimizer.zero_grad()
         losses.backward()
         if max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
         scheduler.step()
-        seen += len(batch["images"])
+        seen += len(batch["pixel_values"])
     return seen, time.perf_counter() - tick, losses.item()
 
 
@@ -208,8 +208,9 @@ def main() -> None:
     from mmsft.spec import build_run_config
 
     cfg = build_run_config(TASK, ADAPTERS[args.reference_adapter], overrides)
-    cfg_text = (f"`{cfg.model.backbone}` + {cfg.model.options.neck} ({cfg.model.options.channels} ch, strides "
-                f"{cfg.model.options.strides} + {cfg.model.options.extra_levels} extra) + `{cfg.model.head}`, "
+    head = cfg.model.heads["detection"]
+    cfg_text = (f"`{cfg.model.backbone}` + {head.options.neck} ({head.options.channels} ch, strides "
+                f"{head.options.strides} + {head.options.extra_levels} extra) + `{head.type}`, "
                 f"{cfg.data.image_size}px {cfg.data.resize}, {cfg.train.epochs:g} epochs, batch {cfg.train.batch_size}, "
                 f"{args.threads} threads")
     command = ("python benchmarks/detection.py " + " ".join(sys.argv[1:])).strip()

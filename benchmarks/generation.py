@@ -73,8 +73,9 @@ SCORES = ("bleu", "chrf", "rouge_l", "eos_rate", "length_ratio", "loss", "mean_n
 def run_stage(task: str, model: str, stage: str, overrides: list[str], work: Path) -> dict:
     import torch
 
-    from mmsft.kinds import KINDS
+    from mmsft.models import build_model
     from mmsft.pipeline import set_seed, train
+    from mmsft.registry import KINDS
     from mmsft.spec import build_run_config
 
     if os.environ.get("OMP_NUM_THREADS"):
@@ -86,7 +87,7 @@ def run_stage(task: str, model: str, stage: str, overrides: list[str], work: Pat
         kind = KINDS.get(cfg.kind)
         data = kind.load_data(cfg)
         set_seed(cfg.train.seed)
-        lm, tokenizer = kind.build_model(cfg, data)
+        lm, tokenizer = build_model(cfg, kind, data)
         prepared = kind.prepare(cfg, tokenizer, data)
         tick = time.perf_counter()
         test = kind.evaluate(cfg, lm, prepared, "test", tokenizer)

@@ -82,7 +82,7 @@ def main() -> None:
     cfg = build_run_config(args.task, args.adapter, overrides)
     results["settings"] = {"task": args.task, "adapter": args.adapter, "epochs": args.epochs, "batch_size": cfg.train.batch_size,
                            "lr": cfg.train.lr, "schedule": cfg.train.schedule, "backbone": cfg.model.backbone,
-                           "adapter_options": {k: v for k, v in vars(cfg.adapter.options).items()}}
+                           "adapter_options": {k: v for k, v in vars(cfg.adapters[args.adapter].options).items()}}
     write_json(RESULTS / "vs_hf_trainer.json", results)
     command = "python benchmarks/vs_hf_trainer.py " + " ".join(sys.argv[1:])
     lines = header("mmsft runner vs Hugging Face Trainer", command.strip()) + [

@@ -40,3 +40,9 @@ def adapter_dirs() -> list[Path]:
 
 def runs_dir() -> Path:
     return Path(os.environ.get("MMSFT_RUNS_DIR", Path.cwd() / "runs"))
+
+
+def resolve_data_path(spec_data, relative: str) -> Path:
+    """``relative`` under a task's data root (its ``data.root``, else ``data_root()``)."""
+    root = Path(spec_data.root).expanduser() if getattr(spec_data, "root", None) else data_root()
+    return root / relative

@@ -1,7 +1,10 @@
-"""Train / evaluate / predict for any task kind: the glue between config, kind, adapter and runner."""
+"""Train / evaluate / predict for any task kind: the glue between config, kind, model, adapters and runner.
+
+Every step asks the task kind or the composed model through their interfaces; nothing here
+branches on the kind.
+"""
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import time
@@ -13,8 +16,9 @@ import numpy as np
 import torch
 
 from . import paths
-from .adapters import ADAPTERS
-from .kinds import KINDS, EvalOutput
+from .errors import UserError
+from .kinds import EvalOutput
+from .registry import KINDS
 from .spec import RunConfig, load_run_config
 
 
@@ -26,11 +30,10 @@ def set_seed(seed: int) -> None:
 
 @dataclass
 class Session:
-    """Everything built for one run: config, kind, adapter, data, model, processor, prepared splits."""
+    """Everything built for one run: config, kind, data, composed model, processor, prepared splits."""
 
     cfg: RunConfig
     kind: object
-    adapter: object
     data: object
     model: object
     processor: object
@@ -38,45 +41,52 @@ class Session:
 
 
 def build_session(cfg: RunConfig) -> Session:
-    """Load data and model and apply the adapter.  All bad input fails here, before any output."""
-    kind, adapter = KINDS.get(cfg.kind), ADAPTERS.get(cfg.adapter.method)
+    """Load data and model and apply the adapters.  All bad input fails here, before any output."""
+    from .adapters import apply_adapters
+    from .models import build_model
+
+    kind = KINDS.get(cfg.kind)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     data = kind.load_data(cfg)
     set_seed(cfg.train.seed)
-    model, processor = kind.build_model(cfg, data)
-    set_seed(cfg.train.seed)  # adapter weights (LoRA A matrices, heads) depend only on the seed
-    adapter.apply(model, cfg.adapter.options, getattr(model, "zoo_entry", None))
+    model, processor = build_model(cfg, kind, data)
+    set_seed(cfg.train.seed)  # adapter weights (LoRA A matrices) depend only on the seed
+    apply_adapters(model, cfg.adapters)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise UserError(f"nothing would train: adapters {cfg.adapter_label} freeze the backbone and the heads have no weights",
+                        where="adapters", expected="an adapter that trains part of the backbone (lora, full, frozen_top2), or a module")
     prepared = kind.prepare(cfg, processor, data)
-    return Session(cfg, kind, adapter, data, model, processor, prepared)
+    return Session(cfg, kind, data, model, processor, prepared)
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
     if cfg.output_dir:
         return Path(cfg.output_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return paths.runs_dir() / f"{cfg.name}-{cfg.adapter.method}-{stamp}"
+    return paths.runs_dir() / f"{cfg.name}-{cfg.adapter_label}-{stamp}"
 
 
 def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, callbacks=()) -> Path:
     """Fine-tune, evaluate on test, save the model and write the report; returns the run folder."""
+    from .atomic import remove_tree, write_json, write_text
     from .reporting.report import write_report
-    from .saving import save_model, write_json
+    from .saving import save_model
     from .training.batching import cache_features
+    from .training.objectives import build_objective
     from .training.runner import Runner, make_accelerator
     from .training.sampling import sampler_groups
 
     accelerator = make_accelerator(cfg.train)
     run_dir = Path(run_dir or _same_on_every_rank(new_run_dir(cfg)))
     if run_dir.exists() and not resume and any(run_dir.iterdir()):  # every rank checks before anything is written
-        from .errors import UserError
-
         raise UserError("run folder exists and is not empty (pass --resume to continue it)", where=str(run_dir))
     # rank 0 builds (and writes the Arrow/token caches) first; the others wait at its barrier, so every rank has
     # checked the run folder above before rank 0 writes into it
     with accelerator.main_process_first():
         session = build_session(cfg)
     groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
+    objective = build_objective(cfg.objective)
     counts = session.model.param_counts()
     if accelerator.is_main_process:  # multi-process: one writer, the others wait for the folder
         import yaml
@@ -84,14 +94,14 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
         from .config import to_dict
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         write_json(run_dir / "params.json", counts)
-        print(f"[mmsft] {cfg.name} / {cfg.adapter.method}: trainable {counts['trainable_params']:,} of "
+        print(f"[mmsft] {cfg.name} / {cfg.adapter_label}: trainable {counts['trainable_params']:,} of "
               f"{counts['total_params']:,} parameters ({counts['trainable_percent']}%)")
     accelerator.wait_for_everyone()
     session.model.to(accelerator.device)
     prepared = session.prepared
-    cached = cfg.train.cache_features and session.adapter.backbone_frozen(cfg.adapter.options) and hasattr(session.model, "encode")
+    cached = cfg.train.cache_features and prepared.deterministic_train and session.model.feature_cache_ok()
     encode_seconds = 0.0
     if cached:
         tick = time.perf_counter()
@@ -102,12 +112,12 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
         return session.kind.evaluate(cfg, model, prepared, "validation", session.processor).metrics
 
     runner = Runner(cfg.train, session.model, prepared.splits["train"], prepared.collate, prepared.lengths["train"],
-                    evaluate, run_dir, accelerator=accelerator, callbacks=callbacks, groups=groups)
+                    evaluate, run_dir, accelerator=accelerator, callbacks=callbacks, groups=groups, objective=objective)
     result = runner.fit(resume=resume)
     model = accelerator.unwrap_model(runner.model)
     test = session.kind.evaluate(cfg, model, prepared, "test", session.processor)
     summary = {
-        "task": cfg.name, "adapter": cfg.adapter.method, "backbone": cfg.model.backbone,
+        "task": cfg.name, "adapter": cfg.adapter_label, "backbone": cfg.model.backbone,
         "test": _plain(test.metrics), "best_validation": result.state.best_metric, "best_step": result.state.best_step,
         "steps": result.state.step, "epochs_completed": result.state.epoch, "stopped_early": result.state.stopped_early,
         "train_seconds": round(result.state.train_seconds + encode_seconds, 2), "feature_cache_seconds": round(encode_seconds, 2),
@@ -118,9 +128,9 @@ def train(cfg: RunConfig, run_dir: Optional[Path] = None, resume: bool = False, 
     }
     if accelerator.is_main_process:
         save_model(session, model, run_dir / "model")
-        write_json(run_dir / "metrics.json", summary)
         write_report(session, run_dir, summary, test)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only a crashed run needs them
+        write_json(run_dir / "metrics.json", summary, default=str)  # last: its presence marks a finished run
+        remove_tree(run_dir / "checkpoints")  # only a crashed run needs them
     accelerator.wait_for_everyone()
     return run_dir
 
@@ -143,9 +153,12 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> Session
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir, overrides)
-    kind, adapter = KINDS.get(cfg.kind), ADAPTERS.get(cfg.adapter.method)
-    model, processor = load_model(cfg, kind, adapter, run_dir / "model")
-    return Session(cfg, kind, adapter, None, model, processor)
+    if not (run_dir / "metrics.json").is_file():
+        raise UserError("this run's training did not finish, so it has no final model to score",
+                        where=str(run_dir), expected=f"a finished run, or `mmsft train --resume {run_dir}` to finish it")
+    kind = KINDS.get(cfg.kind)
+    model, processor = load_model(cfg, kind, run_dir / "model")
+    return Session(cfg, kind, None, model, processor)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", overrides: list[str] | None = None) -> EvalOutput:
@@ -160,7 +173,36 @@ def predict_run(run_dir: str | Path, inputs: list[str], out_dir: str | Path | No
     """Predict on ``inputs``; kinds that write files (annotated images) write them to ``out_dir``
     (default ``RUN/predictions``)."""
     session = load_run(run_dir, overrides)
-    if session.kind.writes_files:
-        out = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
-        return session.kind.predict(session.cfg, session.model, session.processor, inputs, out_dir=out)
-    return session.kind.predict(session.cfg, session.model, session.processor, inputs)
+    out = (Path(out_dir) if out_dir else Path(run_dir) / "predictions") if session.kind.writes_files else None
+    return session.kind.predict(session.cfg, session.model, session.processor, inputs, out_dir=out)
+
+
+def merge_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """A copy of a trained run with its LoRA adapters folded into the base weights (``merge_and_unload``):
+    the backbone is saved as plain weights (adapter ``full``), and eval / predict work on the copy."""
+    import yaml
+
+    from .adapters import merge_adapters
+    from .atomic import atomic_folder, write_text
+    from .config import to_dict
+    from .registry import ADAPTERS
+    from .saving import save_model
+    from .spec import AdapterSpec
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UserError("output folder exists and is not empty", where=str(out_dir), expected="a new folder")
+    session = load_run(run_dir)
+    merged = merge_adapters(session.model, session.cfg.adapters)
+    if not merged:
+        raise UserError("the run has no adapter that merges into the base weights", where=str(run_dir), expected="a run trained with lora / dora")
+    cfg = session.cfg
+    cfg.adapters = {"merged": AdapterSpec(method="full", options=ADAPTERS.get("full").parse_options({}))}
+    with atomic_folder(out_dir) as tmp:
+        write_text(tmp / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        for name in ("metrics.json", "params.json"):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, tmp / name)
+        save_model(session, session.model, tmp / "model")
+    return out_dir
+

@@ -1,7 +1,14 @@
-"""A tiny name -> object registry (timm's ``@register_model`` pattern) used for every pluggable part."""
+"""Name -> object registries (timm's ``@register_model``) and the root registries every plug-in fills.
+
+A registry may name ``locations``: modules imported on its first lookup (mmengine's lazy locations).
+The root registries below live in this bottom layer and know their plug-in packages only by module
+name, so a low package (dataqc, augment, training) can look a task kind or a head up without
+importing the package that defines it -- and plug-ins never import in circles.
+"""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import importlib
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from .errors import UserError, suggest
 
@@ -9,11 +16,19 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to factories; unknown names fail with the list of known ones and a suggestion."""
+    """Maps names to objects; unknown names fail with the list of known ones and a suggestion."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, locations: Sequence[str] = ()):
         self.kind = kind
+        self.locations = tuple(locations)
         self._items: dict[str, T] = {}
+        self._loaded = not self.locations
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True  # before importing: the imported modules register into this registry
+            for module in self.locations:
+                importlib.import_module(module)
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -29,6 +44,7 @@ class Registry(Generic[T]):
         return self.register(name)(obj)
 
     def get(self, name: str) -> T:
+        self._load()
         if name not in self._items:
             raise UserError(
                 f"unknown {self.kind} '{name}'.{suggest(name, self._items)}",
@@ -37,13 +53,29 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        return iter(self.names())
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def items(self):
+        self._load()
         return sorted(self._items.items())
+
+
+# -- root registries: filled by the packages named in ``locations`` ---------------------------------
+KINDS: Registry = Registry("task kind", ["mmsft.kinds"])
+ADAPTERS: Registry = Registry("adapter method", ["mmsft.adapters"])
+BACKBONE_FAMILIES: Registry = Registry("backbone family", ["mmsft.models.text", "mmsft.generation.backbone", "mmsft.vision.trunk"])
+HEADS: Registry = Registry("head", ["mmsft.models.heads", "mmsft.generation.head", "mmsft.vision.heads"])
+POOLERS: Registry = Registry("pooling", ["mmsft.models.pooling"])
+MODULES: Registry = Registry("model module", ["mmsft.models.modules"])
+OBJECTIVES: Registry = Registry("objective", ["mmsft.training.objectives"])
+CALLBACKS: Registry = Registry("callback", ["mmsft.training.callbacks"])
+LOSSES: Registry = Registry("loss", ["mmsft.training.losses"])
+SCHEDULES: Registry = Registry("LR schedule", ["mmsft.training.schedules"])

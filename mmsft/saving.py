@@ -1,66 +1,83 @@
-"""Saving a trained model the Hugging Face way and loading it back.
+"""Saving a trained composed model the Hugging Face way and loading it back.
 
-``model/`` holds ``backbone/`` (full weights, or only the LoRA adapter via peft), ``heads.safetensors``,
-the tokenizer/processor files, ``mmsft.json`` and a model card ``README.md``.
+``model/`` holds ``adapters/<name>/`` (what each adapter trained: plain backbone weights for ``full``,
+a peft adapter folder for ``lora``, the trained tensors for ``frozen``), ``heads.safetensors``,
+``modules.safetensors`` (when the model has modules), the tokenizer/processor files, ``mmsft.json``
+and a model card ``README.md``.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from .atomic import atomic_folder, save_safetensors, write_json, write_text
 
-def write_json(path: Path, data) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+FORMAT = 2  # 1: one adapter whose backbone was saved as backbone/ (before the composed model)
 
 
 def save_model(session, model, folder: Path) -> None:
+    """Build ``folder`` aside and move it into place when complete: a crash leaves the old one or none."""
+    from .adapters import save_adapters
+
     cfg = session.cfg
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    saved = session.adapter.save_backbone(model, tmp / "backbone", cfg.adapter.options)
-    heads = {k: v.detach().contiguous().cpu() for k, v in model.heads.state_dict().items()}
-    save_file(heads, str(tmp / "heads.safetensors"))
-    session.kind.save_processor(session.processor, tmp)
-    meta = {"task": cfg.name, "kind": cfg.kind, "adapter": cfg.adapter.method, "backbone": cfg.model.backbone, "backbone_saved": saved}
-    write_json(tmp / "mmsft.json", meta)
-    (tmp / "README.md").write_text(model_card(session, model, saved))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    with atomic_folder(folder, replace=True) as tmp:
+        save_adapters(model, cfg.adapters, tmp / "adapters")
+        save_safetensors(tmp / "heads.safetensors", model.part_state_dict("heads"))
+        if len(model.inserts):
+            save_safetensors(tmp / "modules.safetensors", model.part_state_dict("inserts"))
+        session.kind.save_processor(session.processor, tmp)
+        meta = {"format": FORMAT, "task": cfg.name, "kind": cfg.kind, "backbone": cfg.model.backbone,
+                "adapters": {name: spec.method for name, spec in cfg.adapters.items()},
+                "heads": {name: spec.type for name, spec in cfg.model.heads.items()},
+                "modules": [m.name or m.type for m in cfg.model.modules]}
+        write_json(tmp / "mmsft.json", meta)
+        write_text(tmp / "README.md", model_card(session, model))
 
 
-def load_model(cfg, kind, adapter, folder: Path):
-    meta = json.loads((folder / "mmsft.json").read_text())
-    model, processor = kind.build_model(cfg, None)
-    if meta["backbone_saved"]:
-        model.backbone = adapter.load_backbone(model.backbone, folder / "backbone", cfg.adapter.options)
+def load_model(cfg, kind, folder: Path):
+    from .adapters import load_adapters
+    from .errors import UserError
+    from .models import build_model
+
+    meta_path = folder / "mmsft.json"
+    if not meta_path.is_file():
+        raise UserError("the run has no saved model (training did not finish?)", where=str(folder))
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise UserError(f"saved with an older mmsft (model format {meta.get('format', 1)}); retrain the run", where=str(folder))
+    model, processor = build_model(cfg, kind, None)
+    load_adapters(model, cfg.adapters, folder / "adapters")
     model.heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
+    if len(model.inserts):
+        model.inserts.load_state_dict(load_file(str(folder / "modules.safetensors")))
     model.eval()
     return model, processor
 
 
-def model_card(session, model, backbone_saved: bool) -> str:
+_SAVED = {
+    "lora": "a peft LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`; `PeftModel.from_pretrained` reads it)",
+    "full": "all backbone weights as a plain model folder",
+    "frozen": "only the backbone tensors that trained (`trained.safetensors`; none when all were frozen)",
+}
+
+
+def model_card(session, model) -> str:
     cfg = session.cfg
     counts = model.param_counts()
-    entry = getattr(model, "zoo_entry", None)
+    entry = model.backbone.entry
     base = f"{cfg.model.backbone}" + (f" ({entry.description}; license {entry.license})" if entry else "")
-    how = {
-        "lora": "LoRA adapter weights only (`backbone/` is a peft adapter); load the base backbone and apply it.",
-        "full": "all backbone weights (`backbone/` is a full Hugging Face model).",
-        "frozen": "the backbone weights that trained" if backbone_saved else "no backbone weights (the base backbone is unchanged).",
-    }.get(cfg.adapter.method, "")
+    adapters = "\n".join(f"  - `{name}` ({spec.method}): `adapters/{name}/` holds {_SAVED.get(spec.method, 'its weights')}"
+                         for name, spec in cfg.adapters.items())
+    modules = ", ".join(f"`{m.name or m.type}` ({m.type})" for m in cfg.model.modules) or "none"
     return (
-        f"---\nlibrary_name: mmsft\ntags: [mmsft, {cfg.kind}, {cfg.adapter.method}]\n---\n\n"
-        f"# {cfg.name} ({cfg.adapter.method})\n\n{cfg.description}\n\n"
+        f"---\nlibrary_name: mmsft\ntags: [mmsft, {cfg.kind}, {', '.join(s.method for s in cfg.adapters.values())}]\n---\n\n"
+        f"# {cfg.name} ({cfg.adapter_label})\n\n{cfg.description}\n\n"
         f"- Task kind: `{cfg.kind}`, domain: {cfg.domain}\n- Base backbone: {base}\n"
-        f"- Adapter: `{cfg.adapter.method}`; saved here: {how}\n"
-        f"- Trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,}\n"
-        f"- Heads: {', '.join(model.heads.keys())} (`heads.safetensors`)\n\n"
+        f"- Adapters, applied in order:\n{adapters}\n"
+        f"- Modules between backbone and heads: {modules}\n"
+        f"- Heads: {', '.join(f'`{n}` ({s.type})' for n, s in cfg.model.heads.items())} (`heads.safetensors`)\n"
+        f"- Trainable parameters: {counts['trainable_params']:,} of {counts['total_params']:,}\n\n"
         f"Load with `mmsft eval RUN` / `mmsft predict RUN ...`, or `mmsft.pipeline.load_run(RUN)`.\n"
     )

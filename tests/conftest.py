@@ -74,7 +74,7 @@ def toy_task(tmp_path, tiny_bert, isolated) -> Path:
           files: {{all: toy.csv}}
           labels: [neg, pos]
           split: {{train: 0.6, validation: 0.2, test: 0.2, seed: 1}}
-        model: {{backbone: {tiny_bert}, max_length: 32, dropout: 0.1}}
+        model: {{backbone: {tiny_bert}, max_length: 32}}
         metrics: [accuracy, f1_macro]
         train: {{epochs: 2, batch_size: 8, eval_batch_size: 16, lr: 1.0e-3, log_every_steps: 2}}
         """))

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mmsft.cli.main import main
-from mmsft.dataqc import build_view, check_task, detection_view, run_checks, write_report
+from mmsft.dataqc import build_view, check_task, run_checks, write_report
+from mmsft.kinds.detection import detection_view
 from mmsft.dataqc import duplicates as dq
 from mmsft.dataqc.diversity import dialogue_stats
 from mmsft.spec import build_run_config

@@ -4,7 +4,6 @@ eval / predict on the real pretrained MobileNetV2 and real Vehicles-OpenImages i
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -12,22 +11,34 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from mmsft.adapters import ADAPTERS
+from mmsft.adapters import apply_adapters, load_adapters, save_adapters
 from mmsft.cli.main import main
-from mmsft.paths import data_root
+from task_fixtures import VEHICLES, small_yolo
 
-VEHICLES = data_root() / "vehicles_openimages"
 NAMES = ["Ambulance", "Bus", "Car", "Motorcycle", "Truck"]
 
 pytestmark = pytest.mark.skipif(not (VEHICLES / "data.yaml").is_file(), reason="shared data missing")
 
 
 def _detector(arch: str = "fcos", **options):
-    from mmsft.vision.detectors import Detector, DetectorOptions
-    from mmsft.vision.trunk import load_image_backbone
+    """A composed model: MobileNetV2 (real weights) + one detection head."""
+    from mmsft.models import ComposedModel
+    from mmsft.registry import HEADS
+    from mmsft.vision.detectors import DetectorOptions
+    from mmsft.vision.trunk import ImageBackbone
 
     torch.manual_seed(0)
-    return Detector(load_image_backbone("mobilenet-v2"), arch, len(NAMES), DetectorOptions(**options))
+    backbone, _ = ImageBackbone.load("mobilenet-v2")
+    return ComposedModel(backbone, {}, {"detection": HEADS.get(arch)(backbone, DetectorOptions(**options), num_classes=len(NAMES))})
+
+
+def _adapt(model, method: str, **options):
+    from mmsft.registry import ADAPTERS
+    from mmsft.spec import AdapterSpec
+
+    specs = {method: AdapterSpec(method=method, options=ADAPTERS.get(method).parse_options(options))}
+    apply_adapters(model, specs)
+    return specs
 
 
 def _batch(n: int = 2, size: int = 128):
@@ -43,7 +54,7 @@ def _step(model, images, targets, lr=1e-2):
 
     optimizer = build_optimizer(model, lr, 0.0)
     model.train()
-    loss = model(images, targets)["loss"]
+    loss = model(pixel_values=images, targets=targets)["loss"]
     loss.backward()
     optimizer.step()
     return loss
@@ -59,11 +70,11 @@ def test_backbone_stages_and_outputs():
     backbone = model.backbone
     assert backbone.strides == [2, 4, 8, 16, 32] and backbone.channels == [16, 24, 32, 96, 1280]
     assert backbone.out_indices == [3, 4]  # strides 16 and 32
-    maps = backbone(torch.rand(1, 3, 128, 128))
+    maps = backbone({"pixel_values": torch.rand(1, 3, 128, 128)}).maps
     assert [tuple(m.shape[1:]) for m in maps] == [(96, 8, 8), (1280, 4, 4)]
     assert backbone.select([8, 16, 32]) == [2, 3, 4]
     names = backbone.lora_targets_auto()
-    modules = dict(backbone.named_modules())
+    modules = dict(backbone.model.named_modules())
     assert names and all(modules[n].kernel_size == (1, 1) and modules[n].groups == 1 for n in names)
 
 
@@ -71,9 +82,9 @@ def test_backbone_stages_and_outputs():
 def test_every_detector_trains_and_detects(arch):
     images, targets = _batch()
     model = _detector(arch, channels=64, extra_levels=1)
-    out = model.train()(images, targets)
-    assert out["loss"].requires_grad and torch.isfinite(out["loss"]) and len(out) > 2
-    detections = model.eval()(images)["detections"]
+    out = model.train()(pixel_values=images, targets=targets)
+    assert out["loss"].requires_grad and torch.isfinite(out["loss"]) and len(out["heads"]["detection"]) > 2
+    detections = model.eval()(pixel_values=images)["heads"]["detection"]["detections"]
     assert len(detections) == 2
     for d in detections:
         assert d["boxes"].shape[1:] == (4,) and len(d["scores"]) == len(d["labels"])
@@ -83,8 +94,7 @@ def test_every_detector_trains_and_detects(arch):
 def test_frozen_really_freezes_backbone_and_bn_stats():
     images, targets = _batch()
     model = _detector()
-    frozen = ADAPTERS.get("frozen")
-    frozen.apply(model, frozen.parse_options({}))
+    _adapt(model, "frozen")
     before, heads_before = _snapshot(model.backbone), _snapshot(model.heads)
     _step(model, images, targets)
     after = model.backbone.state_dict()
@@ -95,16 +105,15 @@ def test_frozen_really_freezes_backbone_and_bn_stats():
 def test_frozen_first_stages_and_bn_policy():
     images, targets = _batch()
     model = _detector()
-    frozen = ADAPTERS.get("frozen")
-    frozen.apply(model, frozen.parse_options({"train_top_layers": 3}))  # first 2 stages frozen
+    _adapt(model, "frozen", train_top_layers=3)  # first 2 stages frozen
     before = _snapshot(model.backbone)
     _step(model, images, targets)
     after = model.backbone.state_dict()
     for key in before:
         same = torch.equal(before[key], after[key])
-        if key.startswith(("stages.0.", "stages.1.")) or "running_" in key or "num_batches" in key:
+        if key.startswith(("model.stages.0.", "model.stages.1.")) or "running_" in key or "num_batches" in key:
             assert same, key  # frozen stages, and BN statistics everywhere (batch_norm: frozen)
-    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("stages.4.") and k.endswith("weight"))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("model.stages.4.") and k.endswith("weight"))
 
     model = _detector(batch_norm="train")
     before = _snapshot(model.backbone)
@@ -115,22 +124,21 @@ def test_frozen_first_stages_and_bn_policy():
 def test_lora_on_pointwise_convs_saves_and_reloads(tmp_path):
     images, targets = _batch()
     model = _detector()
-    lora = ADAPTERS.get("lora")
-    options = lora.parse_options({"r": 4})
-    lora.apply(model, options, None)
+    specs = _adapt(model, "lora", r=4)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
     assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
     base = {k: v.clone() for k, v in model.backbone.state_dict().items() if "lora_" not in k}
     _step(model, images, targets)
     assert all(torch.equal(base[k], v) for k, v in model.backbone.state_dict().items() if k in base)
-    lora.save_backbone(model, tmp_path, options)
+    save_adapters(model, specs, tmp_path)
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
     fresh = _detector()
-    fresh.backbone = lora.load_backbone(fresh.backbone, tmp_path, options)
+    load_adapters(fresh, specs, tmp_path)
     fresh.heads.load_state_dict(model.heads.state_dict())
-    x = torch.rand(1, 3, 128, 128)
+    x = {"pixel_values": torch.rand(1, 3, 128, 128)}
     with torch.no_grad():
-        a, b = model.eval().backbone(x)[-1], fresh.eval().backbone(x)[-1]
-        plain = _detector().eval().backbone(x)[-1]
+        a, b = model.eval().backbone(x).maps[-1], fresh.eval().backbone(x).maps[-1]
+        plain = _detector().eval().backbone(x).maps[-1]
     assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, plain, atol=1e-4)
 
 
@@ -162,18 +170,6 @@ def test_augmentation_keeps_boxes_on_objects():
 
 
 # ----------------------------------------------------------------------------- tasks on a small real dataset
-def _small_yolo(root: Path, n_train: int = 6, n_eval: int = 3) -> Path:
-    """A copy of a few real Vehicles-OpenImages images per split (YOLO layout) under ``root``."""
-    for split, src, n in (("train", "train", n_train), ("valid", "valid", n_eval), ("test", "test", n_eval)):
-        (root / split / "images").mkdir(parents=True)
-        (root / split / "labels").mkdir(parents=True)
-        for image in sorted((VEHICLES / src / "images").glob("*.jpg"))[:n]:
-            shutil.copy(image, root / split / "images" / image.name)
-            shutil.copy(VEHICLES / src / "labels" / f"{image.stem}.txt", root / split / "labels" / f"{image.stem}.txt")
-    shutil.copy(VEHICLES / "data.yaml", root / "data.yaml")
-    return root
-
-
 def _task(tmp_path: Path, data: Path, extra_data: str = "", train: str = "epochs: 1") -> Path:
     path = tmp_path / "det.yaml"
     path.write_text(textwrap.dedent(f"""\
@@ -188,8 +184,7 @@ def _task(tmp_path: Path, data: Path, extra_data: str = "", train: str = "epochs
         {textwrap.indent(extra_data, '  ')}
         model:
           backbone: mobilenet-v2
-          head: fcos
-          options: {{channels: 64, extra_levels: 1}}
+          heads: {{detection: {{type: fcos, options: {{channels: 64, extra_levels: 1}}}}}}
         metrics: [detection_map]
         train: {{{train}, batch_size: 3, eval_batch_size: 8, lr: 3.0e-4, head_lr: 3.0e-3, log_every_steps: 1,
                  schedule: constant, warmup_ratio: 0.0, early_stopping: {{metric: map50_95}}}}
@@ -220,7 +215,7 @@ BAD_CASES = {
 @pytest.mark.parametrize("case", list(BAD_CASES))
 def test_bad_input_exits_2_without_run_folder(tmp_path, isolated, capsys, case):
     make_bad, message, where = BAD_CASES[case]
-    root = _small_yolo(tmp_path / "data", n_train=2, n_eval=1)
+    root = small_yolo(tmp_path / "data", n_train=2, n_eval=1)
     make_bad(root)
     code = main(["train", str(_task(tmp_path, root))])
     err = capsys.readouterr().err
@@ -231,18 +226,18 @@ def test_bad_input_exits_2_without_run_folder(tmp_path, isolated, capsys, case):
 
 
 def test_bad_model_options_exit_2(tmp_path, isolated, capsys):
-    root = _small_yolo(tmp_path / "data", n_train=1, n_eval=1)
+    root = small_yolo(tmp_path / "data", n_train=1, n_eval=1)
     task = _task(tmp_path, root)
-    assert main(["train", str(task), "model.options.chanels=64"]) == 2
-    assert "model.options.chanels: unknown key 'chanels'. Did you mean 'channels'?" in capsys.readouterr().err
-    assert main(["train", str(task), "model.head=yolo"]) == 2
-    assert "unknown detector 'yolo'" in capsys.readouterr().err
+    assert main(["train", str(task), "model.heads.detection.chanels=64"]) == 2
+    assert "model.heads.detection.options.chanels: unknown key 'chanels'. Did you mean 'channels'?" in capsys.readouterr().err
+    assert main(["train", str(task), "model.heads.detection.type=yolo"]) == 2
+    assert "unknown head 'yolo'" in capsys.readouterr().err
 
 
 def test_short_real_training_run_eval_and_predict(tmp_path, isolated, capsys):
     """Real pretrained MobileNetV2 on 6 real images: the loss falls; report, eval and predict work;
     a corrupt image is skipped (skip_bad) and counted in the report."""
-    root = _small_yolo(tmp_path / "data")
+    root = small_yolo(tmp_path / "data")
     (root / "train/images/broken.jpg").write_bytes(b"\xff\xd8 truncated")
     task = _task(tmp_path, root, extra_data="skip_bad: true", train="epochs: 8")
     run = tmp_path / "run"

@@ -17,5 +17,5 @@ def test_two_process_training_shards_batches_and_writes_one_run(toy_task, isolat
     metrics = json.loads((out / "metrics.json").read_text())
     # 72 train rows, batch 8 -> 9 batches per epoch; two ranks take 4 each (an equal count keeps them in step)
     assert metrics["steps"] == 8 and metrics["epochs_completed"] == 2
-    assert (out / "model" / "backbone" / "model.safetensors").is_file()
+    assert (out / "model" / "adapters" / "full" / "model.safetensors").is_file()
     assert sum(1 for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line) == 2  # one writer

@@ -136,25 +136,26 @@ def test_special_tokens_added_and_rows_initialised(tiny_llama):
 
 
 def _lora_model(tiny_llama, toy_mt):
-    from mmsft.adapters import ADAPTERS
-    from mmsft.kinds import KINDS
+    from mmsft.adapters import apply_adapters
+    from mmsft.models import build_model
+    from mmsft.registry import KINDS
     from mmsft.spec import build_run_config
 
     cfg = build_run_config(str(toy_mt), "lora", ["adapter.r=4"])
     kind = KINDS.get("generation")
-    model, tok = kind.build_model(cfg, None)
-    ADAPTERS.get("lora").apply(model, cfg.adapter.options)
+    model, tok = build_model(cfg, kind, None)
+    apply_adapters(model, cfg.adapters)
     return cfg, kind, model, tok
 
 
 def test_new_token_rows_train_under_lora_old_rows_do_not(tiny_llama, toy_mt):
     cfg, kind, model, tok = _lora_model(tiny_llama, toy_mt)
-    new = model.trainable_token_ids
+    new = model.backbone.new_token_ids
     assert len(new) == 4
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("trainable_tokens_delta" in n for n in trainable) and any("lora_A" in n for n in trainable)
     vocab = torch.arange(len(tok))
-    embed = model.backbone.get_input_embeddings()
+    embed = model.backbone.model.get_input_embeddings()
     before = embed(vocab).detach().clone()
     prepared = kind.prepare(cfg, tok, kind.load_data(cfg))
     batch = prepared.collate(prepared.splits["train"][:8])
@@ -200,12 +201,15 @@ def test_loss_on_left_padded_batch_equals_hf_loss_per_sample(tiny_llama, smol_to
     """The trimmed-logits, explicit-position loss equals Hugging Face's own loss on each unpadded sample."""
     from transformers import AutoModelForCausalLM
 
-    from mmsft.generation.model import GenerativeLM
+    from mmsft.generation.backbone import LMBackbone
+    from mmsft.generation.head import LMHead
     from mmsft.generation.tokens import resize_for_tokens
+    from mmsft.models import ComposedModel
 
     backbone = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     resize_for_tokens(backbone, smol_tok, smol_tok.convert_tokens_to_ids(["<|system|>", "<|user|>", "<|assistant|>", "<|knowledge|>"]))
-    model = GenerativeLM(backbone).eval()
+    lm = LMBackbone(backbone, str(tiny_llama))
+    model = ComposedModel(lm, {}, {"lm": LMHead(lm)}).eval()
     items = []
     for conv in (CONV, MULTI):
         enc = encode(TEMPLATES.get("role").render(conv, smol_tok), smol_tok, smol_tok.eos_token_id)
@@ -219,7 +223,7 @@ def test_loss_on_left_padded_batch_equals_hf_loss_per_sample(tiny_llama, smol_to
             n = int((labels[:, 1:] != IGNORE).sum())
             assert float(model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)["loss"]) == pytest.approx(float(ref), rel=1e-5)
             sums, counts = sums + float(ref) * n, counts + n
-    assert int(batch["tokens"]) == counts
+    assert int(batch["heads"]["lm"]["tokens"]) == counts
     assert float(batch["loss"]) == pytest.approx(sums / counts, rel=1e-5)
 
 

@@ -31,8 +31,8 @@ def test_real_minilm_beats_majority_class(finance_run):
     assert metrics["trainable_params"] < 0.05 * metrics["total_params"]  # LoRA: a few percent trains
     report = (finance_run / "report.md").read_text()
     assert "| accuracy |" in report and "confusion_matrix.png" in report
-    assert (finance_run / "model" / "backbone" / "adapter_model.safetensors").is_file()
-    assert not (finance_run / "model" / "backbone" / "model.safetensors").exists()  # adapter weights only
+    assert (finance_run / "model" / "adapters" / "lora" / "adapter_model.safetensors").is_file()
+    assert not (finance_run / "model" / "adapters" / "lora" / "model.safetensors").exists()  # adapter weights only
 
 
 def test_eval_and_predict_on_the_saved_run(finance_run, capsys):

@@ -1,6 +1,9 @@
 """mmsft.metrics against hand-computed or independently computed values (sklearn, sacrebleu, rouge-score)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import evaluate
 import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
@@ -8,6 +11,7 @@ from sklearn import metrics as skm
 
 from mmsft import metrics as M
 from mmsft.errors import UserError
+from mmsft.metrics.bases import ClassIdMetric, TextMetric
 
 PREDS = [0, 1, 2, 2, 1, 3, 0, 1]
 REFS = [0, 1, 1, 2, 2, 0, 0, 1]  # class 3 is predicted but never true -> zero_division path
@@ -18,8 +22,32 @@ MULTI_REFS = [["the cat is on the mat", "a cat sat on the mat"], ["hello world"]
 
 def test_registry_covers_every_script():
     scripts = {p.stem for p in M.MODULES_DIR.glob("*.py") if not p.stem.startswith("_")}
-    assert set(M.METRICS.names()) == scripts
-    assert len(scripts) == 12
+    assert {Path(M.METRICS.get(name)).stem for name in M.METRICS.names()} == scripts
+    assert len(M.METRICS.names()) == 12 and len(scripts) == 10  # the three macro scores share one
+
+
+def test_macro_scores_are_one_script_with_three_config_names():
+    path = M.METRICS.get("f1_macro")
+    assert Path(path).name == "macro_average.py"
+    assert M.METRICS.get("precision_macro") == M.METRICS.get("recall_macro") == path
+    assert [M.spec(f"{s}_macro").config_name for s in ("f1", "precision", "recall")] == \
+        ["f1", "precision", "recall"]
+    recall = M.load("recall_macro")
+    assert recall.config_name == "recall" and isinstance(recall, ClassIdMetric)
+    assert recall is not M.load("f1_macro")
+    assert recall.compute(predictions=PREDS, references=REFS) == pytest.approx({"recall_macro": 11 / 24})
+    direct = evaluate.load(path, config_name="precision", keep_in_memory=True)
+    want = skm.precision_score(REFS, PREDS, average="macro", zero_division=0)
+    assert direct.compute(predictions=PREDS, references=REFS) == pytest.approx({"precision_macro": want})
+    for bad in ("f2", None):  # no default config: a score must be chosen
+        with pytest.raises(ValueError, match="config_name must be one of f1, precision, recall"):
+            evaluate.load(path, config_name=bad, keep_in_memory=True)
+
+
+def test_scripts_load_their_own_class_not_the_imported_base():
+    bleu = M.load("bleu")
+    assert type(bleu).__name__ == "Bleu" and isinstance(bleu, TextMetric)
+    assert type(M.load("accuracy")).__name__ == "Accuracy"
 
 
 def test_classification_matches_sklearn():
@@ -135,7 +163,9 @@ def test_detection_accepts_images_without_predictions():
 
 @pytest.mark.parametrize("name,preds,refs", [
     ("accuracy", PREDS, REFS),
+    ("f1_macro", PREDS, REFS),
     ("bleu", HYPS, MULTI_REFS),
+    ("exact_match", [" a ", "b", "c"], ["a", ["x", "b"], "C"]),
     ("detection_map",
      [_det([[0, 0, 10, 10]], [0], [0.9]), _det([[1, 0, 11, 10], [0, 0, 5, 5]], [1, 1], [0.8, 0.7])],
      [_det([[0, 0, 10, 10]], [0]), _det([[0, 0, 10, 10]], [1])]),
@@ -149,6 +179,14 @@ def test_add_batch_then_compute_equals_compute(name, preds, refs):
     assert got.keys() == whole.keys()
     for key, value in whole.items():  # ap_per_class is a nested dict: compared exactly
         assert got[key] == (pytest.approx(value) if isinstance(value, float) else value), key
+
+
+def test_add_takes_a_bare_string_or_a_list_of_references():
+    module = M.load("exact_match", fresh=True)
+    module.add(prediction="a", reference="a")
+    module.add(prediction="b", reference=["x", "b"])
+    module.add(prediction="c", reference="C")
+    assert module.compute() == pytest.approx({"exact_match": 2 / 3})
 
 
 def test_unknown_metric_suggests_a_name():
@@ -168,16 +206,45 @@ def test_bad_inputs_are_user_errors():
     assert M.compute("accuracy", [1, 0], [1, 1]) == {"accuracy": 0.5}  # the cache survived
 
 
+_SAMPLES = {"int": (PREDS, REFS), "text": (HYPS, MULTI_REFS),
+            "det": ([_det([[0, 0, 10, 10]], [0], [0.9])], [_det([[0, 0, 10, 10]], [0])])}
+_KINDS = {"bleu": "text", "chrf": "text", "rouge_l": "text", "exact_match": "text",
+          "length_ratio": "text", "eos_rate": "text", "detection_map": "det"}
+
+
+def _run(name):
+    preds, refs = _SAMPLES[_KINDS.get(name, "int")]
+    return M.compute(name, preds, refs, stopped_by_eos=[True] * len(preds))
+
+
+def _scalar_keys(result):
+    return tuple(k for k, v in result.items() if isinstance(v, (int, float)))
+
+
 def test_primary_key_is_in_each_result_and_load_is_cached():
-    samples = {"int": (PREDS, REFS), "text": (HYPS, MULTI_REFS),
-               "det": ([_det([[0, 0, 10, 10]], [0], [0.9])], [_det([[0, 0, 10, 10]], [0])])}
-    kinds = {"bleu": "text", "chrf": "text", "rouge_l": "text", "exact_match": "text",
-             "length_ratio": "text", "eos_rate": "text", "detection_map": "det"}
     for name in M.METRICS.names():
-        preds, refs = samples[kinds.get(name, "int")]
-        out = M.compute(name, preds, refs, stopped_by_eos=[True] * len(preds))
-        assert M.primary_key(name) in out, name
+        assert M.primary_key(name) in _run(name), name
     assert M.primary_key("detection_map") == "map50_95"
     assert M.higher_is_better("accuracy") is True and M.higher_is_better("length_ratio") is None
     assert M.load("accuracy") is M.load("accuracy")
     assert M.load("accuracy", fresh=True) is not M.load("accuracy")
+
+
+def test_declared_keys_are_the_scalar_keys_of_each_result():
+    for name in M.METRICS.names():
+        assert _scalar_keys(_run(name)) == M.spec(name).keys, name
+    assert M.spec("detection_map").keys == ("map50", "map50_95")
+    assert M.spec("bleu").keys == ("bleu",) and M.spec("confusion_matrix").keys == ()
+
+
+def test_result_keys_lists_what_compute_returns_in_order():
+    names = ["confusion_matrix", "recall_macro", "accuracy", "f1_macro", "accuracy"]
+    assert M.result_keys(names) == ["recall_macro", "accuracy", "f1_macro"]
+    assert M.result_keys(names) == list(_scalar_keys(M.compute(names, PREDS, REFS)))
+    text = ["rouge_l", "eos_rate", "bleu", "length_ratio"]
+    out = M.compute(text, HYPS, MULTI_REFS, stopped_by_eos=[True, False, True])
+    assert M.result_keys(text) == list(_scalar_keys(out)) == text
+    assert M.result_keys("detection_map") == ["map50", "map50_95"]
+    assert M.result_keys([]) == []
+    with pytest.raises(UserError, match="Did you mean 'f1_macro'"):
+        M.result_keys(["accuracy", "f1_marco"])

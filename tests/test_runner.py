@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from mmsft.errors import UserError
 from mmsft.pipeline import train
 from mmsft.spec import build_run_config
+from mmsft.training.callbacks import Callback
 from mmsft.training.sampling import epoch_batches
 
 
@@ -20,7 +21,7 @@ class Crash(Exception):
 
 def _weights(run_dir):
     out = load_file(str(run_dir / "model" / "heads.safetensors"))
-    backbone = run_dir / "model" / "backbone" / "model.safetensors"
+    backbone = run_dir / "model" / "adapters" / "full" / "model.safetensors"
     if backbone.exists():
         out.update({f"backbone.{k}": v for k, v in load_file(str(backbone)).items()})
     return out
@@ -30,13 +31,14 @@ def test_resume_after_interruption_gives_identical_weights(toy_task, isolated):
     overrides = ["train.save_every_steps=3", "train.epochs=2"]
     straight = train(build_run_config(str(toy_task), "full", overrides), isolated / "straight")
 
-    def crash_at_5(state):
-        if state.step == 5:
-            raise Crash()
+    class CrashAt5(Callback):
+        def on_step_end(self, runner, state):
+            if state.step == 5:
+                raise Crash()
 
     resumed_dir = isolated / "resumed"
     with pytest.raises(Crash):
-        train(build_run_config(str(toy_task), "full", overrides), resumed_dir, callbacks=[crash_at_5])
+        train(build_run_config(str(toy_task), "full", overrides), resumed_dir, callbacks=[CrashAt5()])
     assert (resumed_dir / "checkpoints" / "step-00000003").is_dir()  # the last save before the crash
     assert not (resumed_dir / "metrics.json").exists()
     train(build_run_config(str(toy_task), "full", overrides), resumed_dir, resume=True)
@@ -64,7 +66,7 @@ def test_training_learns_and_writes_a_complete_run(toy_task, isolated):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.9  # the toy label is carried by one word
     for name in ["config.yaml", "params.json", "metrics.jsonl", "report.md", "curves.png", "confusion_matrix.png",
-                 "model/heads.safetensors", "model/README.md", "model/backbone/model.safetensors", "model/tokenizer.json"]:
+                 "model/heads.safetensors", "model/README.md", "model/adapters/full/model.safetensors", "model/tokenizer.json"]:
         assert (run / name).is_file(), name
     assert not (run / "checkpoints").exists()
     assert metrics["cpu_allocator_tuned"] == (platform.libc_ver()[0] == "glibc")  # train.cpu_allocator=keep on CPU
@@ -72,8 +74,9 @@ def test_training_learns_and_writes_a_complete_run(toy_task, isolated):
 
 
 def test_early_stopping_stops_after_patience(toy_task, isolated):
-    # lr=0: the validation metric never improves after the first evaluation
-    run = train(build_run_config(str(toy_task), "full", ["train.epochs=10", "train.lr=0", "train.early_stopping.patience=2"]), isolated / "es")
+    # a vanishing lr: the validation metric never improves after the first evaluation
+    run = train(build_run_config(str(toy_task), "full", ["train.epochs=10", "train.lr=1e-12", "train.head_lr=1e-12",
+                                                          "train.early_stopping.patience=2"]), isolated / "es")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["stopped_early"] and metrics["epochs_completed"] == 3
 

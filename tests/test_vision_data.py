@@ -327,7 +327,7 @@ def test_zoo_builder_features_and_imagenet(zoo_cache, name):
     from mmsft.paths import cache_dir
     from mmsft.vision.dataset import read_rgb
     from mmsft.zoo import ZOO
-    from mmsft.zoo.vision import image_features
+    from mmsft.vision.backbones import image_features
 
     entry = ZOO.get(name)
     assert entry.family == "image"
@@ -377,7 +377,7 @@ def test_efficientnet_mapping(zoo_cache):
 
 def test_timm_or_torchvision(monkeypatch, tmp_path):
     import mmsft.vision.backbones as backbones
-    from mmsft.zoo.vision import timm_or_torchvision
+    from mmsft.vision.backbones import timm_or_torchvision
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

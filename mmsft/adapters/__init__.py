@@ -1,7 +1,9 @@
-"""Adapter methods (peft's layout: one module per method, registered with one call).
+"""Adapter methods (peft's layout: one module per method, registered with one call) and their stack.
 
-An adapter decides which parameters train and how the backbone is saved; presets live as YAML in
-the top-level ``adapters/`` folder and pick a method plus its options.
+An adapter decides which weights of its target (``model.backbone`` by default) train, and saves,
+loads and merges what it trained on its own; a run may stack several (``adapter: [frozen_top2,
+lora]``), applied in order.  Presets live as YAML in the top-level ``adapters/`` folder.
 """
-from .base import ADAPTERS, AdapterMethod  # noqa: F401
+from .base import AdapterMethod, register_adapter  # noqa: F401
 from . import full, frozen, lora  # noqa: F401  (each registers itself)
+from .stack import apply_adapters, load_adapters, merge_adapters, save_adapters  # noqa: F401

@@ -1,4 +1,4 @@
-"""Shared adapter interface: option schema, ``apply``, and saving/loading of the backbone part."""
+"""The adapter interface: option schema, ``apply`` (what trains), ``save`` / ``load`` / ``merge``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from ..config import from_dict
-from ..registry import Registry
+from ..registry import ADAPTERS
 
 
 @dataclass
@@ -17,41 +17,33 @@ class NoOptions:
 
 
 class AdapterMethod:
-    """One way to adapt a pretrained backbone.  Subclasses set ``name`` and ``Options``."""
+    """One way to adapt a pretrained backbone.  Subclasses set ``name`` and ``Options``.
+
+    ``apply`` prepares the target (a ``Backbone``: ``target.model`` is the pretrained network, which
+    the method may wrap or replace) and returns the parameters this adapter trains; the stack then
+    trains exactly the union of what its adapters returned (plus every head and trainable module)."""
 
     name = ""
     Options: type = NoOptions
+    trains_base_weights = False  # True: pretrained weights change, so the backbone is saved in full
 
-    def parse_options(self, raw: Any) -> Any:
-        return from_dict(self.Options, raw or {}, "adapter.options") if not isinstance(raw, self.Options) else raw
+    def parse_options(self, raw: Any, path: str = "adapter.options") -> Any:
+        return raw if isinstance(raw, self.Options) else from_dict(self.Options, raw or {}, path)
 
-    def apply(self, model, options, entry=None) -> None:
-        """Wrap/freeze ``model.backbone`` in place; heads always train."""
+    def apply(self, target, options, adapter_name: str) -> list[nn.Parameter]:
         raise NotImplementedError
 
-    def backbone_frozen(self, options) -> bool:
-        """True when no backbone weight trains (features can then be computed once)."""
+    def save(self, target, folder: Path, options, adapter_name: str) -> None:
+        """Write what this adapter trained into ``folder``."""
+
+    def load(self, target, folder: Path, options, adapter_name: str) -> None:
+        """Restore what ``save`` wrote, on a target this adapter was just applied to."""
+
+    def merge(self, target, options, adapter_name: str) -> bool:
+        """Fold the adapter into the target's base weights; False when it has nothing to fold."""
         return False
-
-    def save_backbone(self, model, folder: Path, options) -> bool:
-        """Save the backbone the Hugging Face way; False when it is unchanged from the base."""
-        model.backbone.save_pretrained(folder, safe_serialization=True)
-        return True
-
-    def load_backbone(self, base: nn.Module, folder: Path, options) -> nn.Module:
-        """Rebuild the trained backbone from ``base`` and what ``save_backbone`` wrote."""
-        return type(base).from_pretrained(folder) if hasattr(type(base), "from_pretrained") else base
-
-
-ADAPTERS: Registry[AdapterMethod] = Registry("adapter method")
 
 
 def register_adapter(cls: type) -> type:
     ADAPTERS.add(cls.name, cls())
     return cls
-
-
-def layer_stack(module: nn.Module) -> nn.ModuleList | None:
-    """The backbone's main stack of blocks: its longest ``nn.ModuleList`` (encoder.layer, layers...)."""
-    lists = [m for m in module.modules() if isinstance(m, nn.ModuleList)]
-    return max(lists, key=len) if lists else None

@@ -1,4 +1,10 @@
-"""LoRA / DoRA through peft on the backbone's linear (and, for vision, conv) layers."""
+"""LoRA / DoRA through peft on the target's linear (and, for image backbones, pointwise conv) layers.
+
+Several LoRA adapters may stack on one target (peft's named adapters, all active); each saves as a
+peft adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``) that
+``PeftModel.from_pretrained`` also reads, and ``merge`` folds them into the base weights
+(``merge_and_unload``), after which the backbone saves as plain weights.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,16 +33,27 @@ class LoraOptions:
     trainable_token_indices: Optional[list[int]] = None  # embedding rows trained in full (new special tokens)
     extra_trainable: list[str] = field(default_factory=list)  # backbone modules trained in full (peft modules_to_save)
 
+    def validate(self, path: str) -> None:
+        if self.r < 1 or self.alpha <= 0:
+            raise UserError(f"r must be >= 1 and alpha > 0, got r={self.r}, alpha={self.alpha}", where=path)
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout}", where=f"{path}.dropout")
 
-def resolve_targets(backbone, options: LoraOptions, entry=None):
+
+def resolve_targets(target, options: LoraOptions):
     if options.target_modules != "auto":
         return options.target_modules
+    entry = getattr(target, "entry", None)
     if entry is not None and entry.lora_targets:
         return entry.lora_targets
-    if hasattr(backbone, "lora_targets_auto"):  # e.g. mmsft.vision.trunk.ImageBackbone: its pointwise convs
-        return backbone.lora_targets_auto()
-    model_type = getattr(getattr(backbone, "config", None), "model_type", None)
+    if hasattr(target, "lora_targets_auto"):  # e.g. mmsft.vision.trunk.ImageBackbone: its pointwise convs
+        return target.lora_targets_auto()
+    model_type = getattr(getattr(target.model, "config", None), "model_type", None)
     return DEFAULT_TARGETS.get(model_type, "all-linear")
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
 
 
 @register_adapter
@@ -44,38 +61,57 @@ class Lora(AdapterMethod):
     name = "lora"
     Options = LoraOptions
 
-    def _config(self, backbone, options: LoraOptions, entry=None, token_ids=()):
+    def _config(self, target, options: LoraOptions):
         from peft import LoraConfig
 
         kwargs = {}
-        indices = sorted({*(options.trainable_token_indices or []), *token_ids})
+        # rows a task added to the vocabulary (role tokens) train under LoRA too
+        indices = sorted({*(options.trainable_token_indices or []), *getattr(target, "new_token_ids", ())})
         if indices:
             kwargs["trainable_token_indices"] = indices
-        return LoraConfig(
-            r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
-            target_modules=resolve_targets(backbone, options, entry), use_dora=options.use_dora,
-            bias=options.bias, modules_to_save=options.extra_trainable or None, **kwargs,
-        )
+        return LoraConfig(r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
+                          target_modules=resolve_targets(target, options), use_dora=options.use_dora,
+                          bias=options.bias, modules_to_save=options.extra_trainable or None, **kwargs)
 
-    def apply(self, model, options: LoraOptions, entry=None) -> None:
+    def apply(self, target, options: LoraOptions, adapter_name: str):
         from peft import get_peft_model
 
+        before = {id(p) for p in target.model.parameters()}
         try:
-            # a kind that added tokens (new embedding rows) lists them in ``model.trainable_token_ids``
-            token_ids = getattr(model, "trainable_token_ids", ())
-            model.backbone = get_peft_model(model.backbone, self._config(model.backbone, options, entry, token_ids))
+            if _is_peft(target.model):
+                target.model.add_adapter(adapter_name, self._config(target, options))
+                active = [n for n, c in target.model.peft_config.items() if type(c).__name__ == "LoraConfig"]
+                target.model.base_model.set_adapter(active)
+            else:
+                target.model = get_peft_model(target.model, self._config(target, options), adapter_name=adapter_name)
         except ValueError as exc:  # peft: target modules not found
             raise UserError(str(exc).split("\n")[0], where="adapter.options.target_modules") from None
-        model.heads.requires_grad_(True)
+        return [p for p in target.model.parameters() if id(p) not in before]
 
-    def save_backbone(self, model, folder: Path, options) -> bool:
-        # adapter weights + adapter_config.json only; trained token rows are in the adapter, so a resized
-        # embedding is not saved whole (the kind rebuilds the resized base before loading)
-        tokens = bool(getattr(model.backbone.peft_config.get("default"), "trainable_token_indices", None))
-        model.backbone.save_pretrained(folder, save_embedding_layers=False if tokens else "auto")
+    def save(self, target, folder: Path, options, adapter_name: str) -> None:
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        config = target.model.peft_config[adapter_name]
+        # trained token rows are in the adapter, so a resized embedding is not saved whole (the kind
+        # rebuilds the resized base before loading)
+        embeddings = False if getattr(config, "trainable_token_indices", None) else "auto"
+        state = get_peft_model_state_dict(target.model, adapter_name=adapter_name, save_embedding_layers=embeddings)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(folder / "adapter_model.safetensors"))
+        config.save_pretrained(str(folder))
+
+    def load(self, target, folder: Path, options, adapter_name: str) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        result = set_peft_model_state_dict(target.model, load_file(str(folder / "adapter_model.safetensors")), adapter_name=adapter_name)
+        unexpected = [k for k in getattr(result, "unexpected_keys", []) if adapter_name in k or "lora_" in k]
+        if unexpected:
+            raise UserError(f"saved LoRA weights do not fit the backbone: {unexpected[:3]}", where=str(folder))
+
+    def merge(self, target, options, adapter_name: str) -> bool:
+        if not _is_peft(target.model):
+            return False  # an earlier LoRA of the stack already merged every adapter
+        target.model = target.model.merge_and_unload()
         return True
-
-    def load_backbone(self, base, folder: Path, options):
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base, folder)

@@ -1,17 +1,14 @@
 """Image + box augmentation for detection: the same ``mmsft.vision.detection_transforms`` train
 pipeline the detection kind applies on the fly (colour jitter, horizontal flip, IoU crop), here used
-to materialise new train images with ``mmsft data augment`` (a YOLO copy of the dataset).
+to materialise new train images with ``mmsft data augment`` (the detection kind writes the YOLO copy).
 """
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from .base import AugmentEntry, AugmentMethod, augment_rows, register_method
-from .materialise import MATERIALISERS
+from .base import AugmentMethod, register_method
 
 DETECTION_KINDS = ("detection",)
 
@@ -53,41 +50,3 @@ class ImageBoxes(AugmentMethod):
             return None  # the crop lost every object
         return {"pixels": pixels, "boxes": boxes.tolist(), "labels": target["labels"].tolist(),
                 "width": size, "height": size, "stem": Path(row["image"]).stem}
-
-
-def _yolo_lines(boxes, labels, width: int, height: int) -> str:
-    lines = [f"{c} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
-             for c, (x1, y1, x2, y2) in zip(labels, boxes)]
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-@MATERIALISERS.register("detection")
-def write_detection(cfg, raw: dict, entry: AugmentEntry, tmp: Path, out: Path) -> dict:
-    """A YOLO copy: every split's images and labels, plus new train images (``<stem>_aug<k>.jpg``)."""
-    import yaml
-    from PIL import Image
-
-    from ..kinds import KINDS
-
-    sets = KINDS.get(cfg.kind).load_data(cfg)
-    names = list(sets["train"].class_names)
-    counts = {}
-    for split, dset in sets.items():
-        folder = tmp / split
-        (folder / "images").mkdir(parents=True)
-        (folder / "labels").mkdir(parents=True)
-        for s in dset.samples:
-            shutil.copy2(s.image_path, folder / "images" / s.image_path.name)
-            (folder / "labels" / f"{s.image_path.stem}.txt").write_text(_yolo_lines(s.boxes.tolist(), s.labels, s.width, s.height))
-        counts[split] = len(dset.samples)
-    rows = [{"image": str(s.image_path), "boxes": s.boxes.tolist(), "labels": s.labels, "width": s.width, "height": s.height}
-            for s in sets["train"].samples]
-    new, stats = augment_rows(rows, [entry], seed=getattr(cfg.data, "seed", 0), key="image")
-    for k, row in enumerate(new):
-        stem = f"{row['stem']}_aug{k}"
-        Image.fromarray(row["pixels"].permute(1, 2, 0).numpy()).save(tmp / "train" / "images" / f"{stem}.jpg", quality=95)
-        (tmp / "train" / "labels" / f"{stem}.txt").write_text(_yolo_lines(row["boxes"], row["labels"], row["width"], row["height"]))
-    spec = {"path": str(out), "names": names, **{("val" if s == "validation" else s): f"{s}/images" for s in sets}}
-    (tmp / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    (tmp / "augment.json").write_text(json.dumps({"method": entry.method, "rows": counts, "added": len(new), "stats": stats}, indent=1) + "\n")
-    return {"rows": counts, "added_train_images": len(new), "augment": stats}

@@ -39,7 +39,7 @@ def load_generator(name: str):
     """(model, tokenizer) in eval mode, loaded once per process per name."""
     import torch
 
-    from ..generation.model import load_lm
+    from ..generation.backbone import load_lm
 
     model, tokenizer, _ = load_lm(name)
     model.eval()

@@ -11,7 +11,8 @@ from .main import command
                   "Extra task folders: MMSFT_TASKS_PATH (and MMSFT_ADAPTERS_PATH for presets), os.pathsep-separated.")
 def _train(p):
     p.add_argument("task", help="task name from tasks/ or MMSFT_TASKS_PATH (see `mmsft tasks list`), or a path to a task YAML")
-    p.add_argument("--adapter", help="adapter preset from adapters/ (full, lora, frozen, ...) or a YAML path")
+    p.add_argument("--adapter", help="adapter preset from adapters/ (full, lora, frozen, ...) or a YAML path; several, "
+                                     "comma-separated, stack in that order (e.g. frozen_top2,lora)")
     p.add_argument("--output", help="run folder (default: runs/TASK-ADAPTER-TIMESTAMP)")
     p.add_argument("--resume", metavar="RUN", help="continue a crashed run from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4 adapter.r=8 data.root=/data")
@@ -66,6 +67,20 @@ def _predict(p):
 
         for row in predict_run(args.run, args.inputs, args.out, args.overrides):
             print(json.dumps(row, ensure_ascii=False))
+    p.set_defaults(func=run)
+
+
+@command("merge-adapters", "Fold a run's LoRA / DoRA adapters into the base weights (peft merge_and_unload) and "
+                            "write a copy of the run whose backbone is plain weights.")
+def _merge_adapters(p):
+    p.add_argument("run", help="run folder written by `mmsft train` with a lora or dora adapter")
+    p.add_argument("--out", required=True, help="new run folder for the merged copy")
+
+    def run(args):
+        from ..pipeline import merge_run
+
+        out = merge_run(args.run, args.out)
+        print(json.dumps({"run": str(out), "adapters": "merged into the base weights"}, indent=2))
     p.set_defaults(func=run)
 
 

@@ -1,13 +1,16 @@
-"""Arrow caching through ``datasets``: cleaned splits saved once, memory-mapped afterwards."""
+"""Arrow caching through ``datasets``: cleaned splits saved once, memory-mapped afterwards.
+
+Both caches are written through ``mmsft.atomic`` (temporary sibling, fsync, rename), so a crash never
+leaves a half-written cache entry that a later run would load.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
-from .. import paths
+from .. import atomic, paths
 
 
 def fingerprint(*parts) -> str:
@@ -30,20 +33,33 @@ def cached_splits(key: str, build: Callable[[], dict[str, list[dict]]]):
     from datasets import Dataset, DatasetDict, load_from_disk
 
     folder = paths.cache_dir() / "datasets" / key
-    if (folder / "dataset_dict.json").is_file():
+    done = folder / "dataset_dict.json"
+    if done.is_file():
         return load_from_disk(str(folder))
     splits = build()
     dd = DatasetDict({name: Dataset.from_list(rows) for name, rows in splits.items()})
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dd.save_to_disk(str(tmp))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    try:
+        # a folder without dataset_dict.json is left over from an older, non-atomic layout: replace it
+        with atomic.atomic_folder(folder, replace=folder.exists()) as tmp:
+            dd.save_to_disk(str(tmp))
+    except FileExistsError:
+        if not done.is_file():
+            raise
+        # another process saved the same splits (same key) first: use its copy
     return load_from_disk(str(folder))
 
 
 def tokenized(dataset, fn: Callable, key: str, split: str):
-    """``dataset.map(fn)`` with its Arrow result cached under the cache folder by ``key``."""
+    """``dataset.map(fn)`` with its Arrow result cached under the cache folder by ``key``.
+
+    The first call maps into a temporary file that is installed atomically; every call then loads
+    the installed file (``datasets`` memory-maps it), so first and later runs return the same thing.
+    """
     folder = paths.cache_dir() / "tokenized"
     folder.mkdir(parents=True, exist_ok=True)
-    return dataset.map(fn, batched=True, cache_file_name=str(folder / f"{key}-{split}.arrow"), desc=f"tokenize {split}")
+    final = folder / f"{key}-{split}.arrow"
+    if len(dataset) and not final.is_file():  # datasets maps an empty dataset without writing anything
+        with atomic.atomic_path(final) as tmp:
+            tmp.unlink()  # datasets writes the file itself (its own temporary file, moved to this name)
+            dataset.map(fn, batched=True, cache_file_name=str(tmp), load_from_cache_file=False, desc=f"tokenize {split}")
+    return dataset.map(fn, batched=True, cache_file_name=str(final), load_from_cache_file=True, desc=f"tokenize {split}")

@@ -77,3 +77,14 @@ def split_rows(rows: list[dict], fractions: dict[str, float], seed: int, stratif
     for name in names:
         rng.shuffle(out[name])
     return out
+
+
+def check_split_names(splits, path: str, allowed=("train", "validation", "test"), required=("train", "test")) -> None:
+    """A ``splits`` mapping names only known splits and at least the required ones."""
+    from ..errors import UserError
+
+    for key in splits:
+        if key not in allowed:
+            raise UserError(f"unknown split '{key}'", where=f"{path}.splits.{key}", expected=", ".join(allowed))
+    if any(name not in splits for name in required):
+        raise UserError("need " + " and ".join(f"splits.{n}" for n in required), where=f"{path}.splits")

@@ -8,4 +8,4 @@ Checks work on a raw view of the data (``views.build_view``): rows as the task r
 its own dedupe, each tagged with the split the task's configured cleaning and splitting gives it.
 """
 from .check import SECTIONS, check_task, run_checks, write_report  # noqa: F401
-from .views import VIEWS, Item, QCData, build_view, detection_view  # noqa: F401
+from .views import Item, QCData, build_view  # noqa: F401

@@ -32,10 +32,10 @@ def embed_texts(texts: list[str], backbone: str = DEFAULT_BACKBONE, max_length: 
     import torch
     from tqdm.auto import tqdm
 
-    from ..models.heads import POOLERS
-    from ..models.text import load_text_backbone
+    from ..models.text import load_text_model
+    from ..registry import POOLERS
 
-    model, tokenizer, _ = load_text_backbone(backbone)
+    model, tokenizer, _ = load_text_model(backbone)
     model.eval()
     pool = POOLERS.get("mean")
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -9,7 +9,7 @@ Policy (applied to clusters of exact or near duplicates, found as in the report)
    kept; without a strict majority every row of the cluster is dropped (the label is unknowable).
 Label-noise suspects are NOT changed (they are suspects; review them with the ranked list).
 
-Written per task kind (``WRITERS``), always with ``OUT/fix.json`` (counts and every removed row with
+Written by the task kind (``TaskKind.write_fixed``), always with ``OUT/fix.json`` (counts and every removed row with
 its reason): text classification ``OUT/<key>.jsonl`` ({"text", "label"}) per files key and
 ``OUT/task.yaml`` (the same task on the cleaned files); generation the conversations as jsonl
 ``{"messages", fields}`` and ``task.yaml``; image classification an ImageFolder copy; detection a YOLO
@@ -23,7 +23,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..errors import UserError
-from ..registry import Registry
 from .duplicates import UnionFind
 from .views import QCData
 
@@ -39,7 +38,7 @@ def check_fix_target(out: Path, cfg=None) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError("--fix output exists and is not an empty folder", where=str(out), expected="a new folder")
     if cfg is not None and getattr(cfg.data, "files", None) is not None:
-        from ..kinds.base import resolve_data_path
+        from ..paths import resolve_data_path
 
         root = resolve_data_path(cfg.data, "").resolve()
         if out == root or root.is_relative_to(out):
@@ -87,8 +86,9 @@ def write_fixed(cfg, data: QCData, results: dict, out: Path) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    writer = WRITERS.get(data.kind) if data.kind in WRITERS else WRITERS.get("detection" if data.modality == "image" else "text_classification")
-    writer(cfg, data, removed, relabel, tmp, out)
+    from ..registry import KINDS
+
+    KINDS.get(data.kind).write_fixed(cfg, data, removed, relabel, tmp, out)
     reasons = Counter(r.split(":")[0] for r in removed.values())
     summary = {"policy": POLICY, "rows_in": len(data.items), "rows_out": len(data.items) - len(removed),
                "removed": dict(reasons), "relabelled": len(relabel),
@@ -103,10 +103,8 @@ def write_fixed(cfg, data: QCData, results: dict, out: Path) -> Path:
     return out
 
 
-WRITERS: Registry = Registry("--fix writer")  # task kind -> writer(cfg, data, removed, relabel, tmp, out)
-
-
-def _write_jsonl(data: QCData, removed: dict, tmp: Path, record) -> None:
+def write_jsonl(data: QCData, removed: dict, tmp: Path, record) -> None:
+    """One ``<files key>.jsonl`` per files key with ``record(item)`` for every kept item."""
     rows = defaultdict(list)
     for it in data.items:
         if it.id not in removed:
@@ -119,79 +117,17 @@ def _write_jsonl(data: QCData, removed: dict, tmp: Path, record) -> None:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _write_task(cfg, data: QCData, tmp: Path, out: Path, data_keys: dict) -> None:
+def write_task_yaml(cfg, data: QCData, tmp: Path, out: Path, data_keys: dict) -> None:
+    """``task.yaml``: the same task on the cleaned jsonl files."""
     import yaml
 
     from ..config import to_dict
 
     spec = to_dict(cfg)
-    spec.pop("adapter", None)
-    spec.pop("output_dir", None)
+    for key in ("adapters", "output_dir"):
+        spec.pop(key, None)
     spec["name"] = f"{cfg.name}_fixed"
     spec["description"] = " ".join(filter(None, [cfg.description.strip(), f"Cleaned copy written by `mmsft data check {cfg.name} --fix`: {POLICY}."]))
     spec["data"].update({"format": "jsonl", "root": str(out), "files": {k: f"{k}.jsonl" for k in data.file_keys()}, "encoding": "utf-8", **data_keys})
     text = f"# mmsft train {out / 'task.yaml'} --adapter lora\n" + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
     (tmp / "task.yaml").write_text(text)
-
-
-@WRITERS.register("text_classification")
-def _write_text(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
-    _write_jsonl(data, removed, tmp, lambda it: {"text": it.text, "label": relabel.get(it.id, it.label)})
-    _write_task(cfg, data, tmp, out, {"text_column": "text", "label_column": "label", "label_map": {}})
-
-
-@WRITERS.register("generation")
-def _write_generation(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
-    """Conversations as ``{"messages": [...], <field>: label}`` lines (the generation jsonl format)."""
-    field_name = cfg.data.stratify_column or next(iter(cfg.data.field_columns), None)
-
-    def record(it):
-        row = {"messages": it.extra["turns"], **it.extra.get("fields", {})}
-        if field_name:
-            row[field_name] = relabel.get(it.id, it.label)
-        return row
-
-    _write_jsonl(data, removed, tmp, record)
-    _write_task(cfg, data, tmp, out, {})
-
-
-@WRITERS.register("image_classification")
-def _write_imagefolder(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
-    """``<split>/<class>/<image>`` copies, and the task YAML pointing at them."""
-    import yaml
-
-    from ..config import to_dict
-
-    for it in data.items:
-        if it.id not in removed:
-            folder = tmp / it.file_key / str(relabel.get(it.id, it.label))
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(it.image, folder / it.image.name)
-    if cfg is not None:
-        spec = to_dict(cfg)
-        spec.pop("adapter", None)
-        spec.pop("output_dir", None)
-        spec["name"] = f"{cfg.name}_fixed"
-        spec["data"].update({"root": str(out.parent), "source": out.name, "splits": {k: k for k in data.file_keys()}})
-        (tmp / "task.yaml").write_text(f"# mmsft train {out / 'task.yaml'}\n" + yaml.safe_dump(spec, sort_keys=False))
-
-
-@WRITERS.register("detection")
-def _write_yolo(cfg, data: QCData, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
-    import yaml
-
-    for it in data.items:
-        if it.id in removed:
-            continue
-        folder = tmp / it.file_key
-        (folder / "images").mkdir(parents=True, exist_ok=True)
-        (folder / "labels").mkdir(parents=True, exist_ok=True)
-        shutil.copy2(it.image, folder / "images" / it.image.name)
-        w, h = it.extra["width"], it.extra["height"]
-        lines = []
-        for name, (x1, y1, x2, y2) in zip(it.label, it.extra["boxes"]):
-            lines.append(f"{data.labels.index(name)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
-        (folder / "labels" / (it.image.stem + ".txt")).write_text("\n".join(lines) + ("\n" if lines else ""))
-    keys = data.file_keys()
-    spec = {"path": ".", "names": list(data.labels), **{("val" if k == "validation" else k): f"{k}/images" for k in keys}}
-    (tmp / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))

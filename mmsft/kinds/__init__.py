@@ -1,13 +1,15 @@
-"""Task kinds: what a task *is* (data schema, model with heads, evaluation, prediction, report).
+"""Task kinds: what a task *is* (data schema, heads, evaluation, prediction, report, data-check and
+augmentation bindings), one package per kind.
 
-The runner and the CLI only talk to the ``TaskKind`` interface.  Every module in this package is
-imported here and registers its kind with ``@register_kind``: adding a kind is adding a file.
+The runner, the CLI, ``dataqc`` and ``augment`` only talk to the ``TaskKind`` interface.  Every
+package here registers its kind with ``@register_kind`` on import: adding a kind is adding a package.
 """
 import importlib
 import pkgutil
 
-from .base import KINDS, EvalOutput, Prepared, TaskKind, register_kind  # noqa: F401
+from .base import EvalOutput, Prepared, TaskKind, register_kind, single_head  # noqa: F401
+from ..registry import KINDS  # noqa: F401
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
+    if _module.ispkg:
         importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,23 +1,21 @@
-"""The ``TaskKind`` interface every task kind implements, and the shapes it exchanges."""
+"""The ``TaskKind`` interface: everything that differs between task kinds, asked through one object.
+
+A kind owns its data schema and reading, the heads it puts on the shared backbone, batching,
+evaluation, prediction, report sections, and its bindings for ``mmsft data check`` (a raw view of the
+data, the cleaned copy) and ``mmsft data augment`` (the augmented copy).  The pipeline, ``dataqc``
+and ``augment`` call these hooks and never branch on the kind.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from ..config import from_dict
 from ..errors import UserError, suggest
-from ..registry import Registry
-
-
-@dataclass
-class Prepared:
-    """Model-ready splits: datasets of tensors-to-be, a collate function, lengths for batching."""
-
-    splits: dict[str, Any]
-    collate: Callable
-    lengths: dict[str, list[int]]
-    groups: dict[str, list[int]] = field(default_factory=dict)  # train-sample group ids for balanced samplers ("class", "cluster")
+from ..paths import resolve_data_path  # noqa: F401  (re-exported for the kinds)
+from ..registry import KINDS
+from ..training.data import Prepared  # noqa: F401  (re-exported: kinds build it)
 
 
 @dataclass
@@ -29,63 +27,92 @@ class EvalOutput:
 
 
 class TaskKind:
-    """Subclasses set ``name``, ``DataSpec`` and ``metric_names`` and implement the hooks."""
+    """Subclasses set the class attributes and implement the hooks."""
 
     name = ""
     DataSpec: type = object
-    ModelOptions: Optional[type] = None  # schema of ``model.options``; None: the kind takes none
     metric_names: tuple[str, ...] = ()
+    extra_validation_keys: tuple[str, ...] = ()  # validation results besides the metrics' (generation: loss)
+    backbone_family = "text"  # BACKBONE_FAMILIES entry the task's backbone is loaded as
+    head_types: tuple[str, ...] = ()  # HEADS entries that fit this kind (the first is the default)
     writes_files = False  # True: ``predict`` also gets ``out_dir`` and writes files there (annotated images)
 
     # -- configuration ---------------------------------------------------------------------------
     def parse_data(self, raw: Any) -> Any:
         return raw if isinstance(raw, self.DataSpec) else from_dict(self.DataSpec, raw, "data")
 
-    def parse_model_options(self, raw: Any) -> Any:
-        if self.ModelOptions is None:
-            if raw:
-                raise UserError(f"a {self.name} task takes no model options", where="model.options")
-            return raw
-        return raw if isinstance(raw, self.ModelOptions) else from_dict(self.ModelOptions, raw or {}, "model.options")
+    def default_heads(self) -> dict[str, dict]:
+        """``model.heads`` when the task names none: one head of the kind's default type."""
+        return {self.head_types[0]: {"type": self.head_types[0]}}
 
-    def check_metrics(self, names: list[str]) -> None:
+    def check_metrics(self, names: list[str], where: str = "metrics") -> None:
         for i, name in enumerate(names):
             if name not in self.metric_names:
                 raise UserError(f"metric '{name}' does not fit a {self.name} task.{suggest(name, self.metric_names)}",
-                                where=f"metrics[{i}]", expected="one of: " + ", ".join(self.metric_names))
+                                where=f"{where}[{i}]", expected="one of: " + ", ".join(self.metric_names))
 
-    # -- hooks -----------------------------------------------------------------------------------
-    def load_data(self, cfg) -> dict[str, Any]:
+    def head_metrics(self, cfg, head: str) -> list[str]:
+        spec = cfg.model.heads[head]
+        return list(spec.metrics if spec.metrics is not None else cfg.metrics)
+
+    def validation_keys(self, cfg) -> list[str]:
+        """What validation reports (and ``early_stopping.metric`` may name): each head's metric keys,
+        prefixed ``<head>/`` when the task has several heads."""
+        from ..metrics import result_keys
+
+        keys = []
+        for head in cfg.model.heads:
+            own = list(dict.fromkeys([*result_keys(self.head_metrics(cfg, head)), *self.extra_validation_keys]))
+            keys += own if len(cfg.model.heads) == 1 else [f"{head}/{k}" for k in own]
+        return keys
+
+    # -- data ------------------------------------------------------------------------------------
+    def load_data(self, cfg) -> Any:
         """Read, validate, clean and split the raw data (errors before any run folder exists)."""
         raise NotImplementedError
 
-    def build_model(self, cfg, data) -> tuple[Any, Any]:
-        """(TaskModel, processor) with pretrained backbone and fresh heads."""
+    def data_summary(self, data) -> dict:
+        return {}
+
+    # -- model -----------------------------------------------------------------------------------
+    def adapt_backbone(self, cfg, backbone, processor) -> None:
+        """Task-specific changes to the pretrained backbone before adapters (e.g. new token rows)."""
+
+    def build_heads(self, cfg, data, backbone) -> dict[str, Any]:
+        """{name: Head} for ``cfg.model.heads`` (fresh weights; ``data`` is None when loading a run)."""
         raise NotImplementedError
 
+    def save_processor(self, processor, folder: Path) -> None:
+        if hasattr(processor, "save_pretrained"):
+            processor.save_pretrained(folder)
+
+    # -- training and inference ------------------------------------------------------------------
     def prepare(self, cfg, processor, data) -> Prepared:
         raise NotImplementedError
 
     def evaluate(self, cfg, model, prepared: Prepared, split: str, processor=None) -> EvalOutput:
         raise NotImplementedError
 
-    def predict(self, cfg, model, processor, inputs: list[str]) -> list[dict]:
-        """One result row per input; kinds with ``writes_files`` take ``out_dir=`` too."""
+    def predict(self, cfg, model, processor, inputs: list[str], out_dir: Path | None = None) -> list[dict]:
+        """One result row per input; kinds with ``writes_files`` write files into ``out_dir``."""
         raise NotImplementedError
 
     def report_sections(self, cfg, run_dir: Path, test: EvalOutput, data) -> list[str]:
         """Markdown sections (and PNGs written into run_dir) specific to this kind."""
         return []
 
-    def data_summary(self, data) -> dict:
-        return {}
+    # -- data quality and augmentation -----------------------------------------------------------
+    def qc_view(self, cfg):
+        """The raw view ``mmsft data check`` works on (``mmsft.dataqc.views.QCData``)."""
+        raise UserError(f"`data check` has no view for task kind '{self.name}' yet")
 
-    def save_processor(self, processor, folder: Path) -> None:
-        if hasattr(processor, "save_pretrained"):
-            processor.save_pretrained(folder)
+    def write_fixed(self, cfg, data, removed: dict, relabel: dict, tmp: Path, out: Path) -> None:
+        """``mmsft data check --fix``: write the cleaned copy into ``tmp`` (renamed to ``out`` after)."""
+        raise UserError(f"`data check --fix` cannot write task kind '{self.name}' yet")
 
-
-KINDS: Registry[TaskKind] = Registry("task kind")
+    def write_augmented(self, cfg, raw: dict, entry, tmp: Path, out: Path) -> dict:
+        """``mmsft data augment``: write the augmented copy into ``tmp``; returns counts."""
+        raise UserError(f"`data augment` cannot write task kind '{self.name}' yet")
 
 
 def register_kind(cls: type) -> type:
@@ -93,8 +120,8 @@ def register_kind(cls: type) -> type:
     return cls
 
 
-def resolve_data_path(cfg_data, relative: str) -> Path:
-    from .. import paths
-
-    root = Path(cfg_data.root).expanduser() if getattr(cfg_data, "root", None) else paths.data_root()
-    return root / relative
+def single_head(cfg) -> str:
+    """The name of a task's one head (single-head kinds)."""
+    if len(cfg.model.heads) != 1:
+        raise UserError(f"this task kind takes one head, got {list(cfg.model.heads)}", where="model.heads")
+    return next(iter(cfg.model.heads))

@@ -1,14 +1,20 @@
 """Offline metrics behind the Hugging Face ``evaluate`` interface.
 
-Every metric is a local ``evaluate.Metric`` script in ``modules/<name>.py``; ``evaluate.load`` on a
-file path never touches the network (hub names such as ``evaluate.load("accuracy")`` would), so
-no offline environment variables are needed or set.
+Every metric is a local ``evaluate.Metric`` script in ``modules/`` (one script may serve several
+names through evaluate's ``config_name``); ``evaluate.load`` on a file path never touches the
+network (hub names such as ``evaluate.load("accuracy")`` would), so no offline environment
+variables are needed or set.
 
     from mmsft import metrics
     metrics.compute(["accuracy", "f1_macro"], predictions=[1, 0], references=[1, 1])
     # -> {'accuracy': 0.5, 'f1_macro': 0.333...}
     metrics.load("bleu").compute(predictions=["a b c"], references=[["a b c", "a c"]])
     metrics.primary_key("detection_map")  # -> 'map50_95', the key early stopping watches
+    metrics.result_keys(["accuracy", "confusion_matrix"])  # -> ['accuracy'], the scalar keys
+
+The scripts share their evaluate plumbing through ``mmsft.metrics.bases`` (``TextMetric``,
+``ClassIdMetric``); f1_macro, precision_macro and recall_macro are one script, ``macro_average``,
+loaded with evaluate's ``config_name`` "f1", "precision" or "recall".
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from ..registry import Registry
 
 MODULES_DIR = Path(__file__).resolve().parent / "modules"
 
-#: metric name -> absolute path of its evaluate script
+#: metric name -> absolute path of its evaluate script (its ``config_name`` is in ``spec(name)``)
 METRICS: Registry[str] = Registry("metric")
 
 
@@ -31,6 +37,8 @@ class MetricSpec:
     higher_is_better: bool | None  # None: a diagnostic with no "better" direction
     predictions_from: str | None = None  # name of the ``compute`` extra fed in as predictions
     options: tuple[str, ...] = ()  # extras of ``compute`` forwarded to this metric
+    keys: tuple[str, ...] = ()  # every scalar (int/float) key of the result, in result order
+    config_name: str | None = None  # evaluate's config_name for the script (None: its default)
 
 
 _SPECS: dict[str, MetricSpec] = {}
@@ -38,25 +46,28 @@ _LOADED: dict[str, Any] = {}
 
 
 def _register(name: str, key: str | None = None, *, higher_is_better: bool | None = True,
-              predictions_from: str | None = None, options: tuple[str, ...] = ()) -> None:
-    path = MODULES_DIR / f"{name}.py"
-    METRICS.add(name, str(path))
-    _SPECS[name] = MetricSpec(key or name, higher_is_better, predictions_from, options)
+              predictions_from: str | None = None, options: tuple[str, ...] = (),
+              keys: tuple[str, ...] | None = None, script: str | None = None,
+              config_name: str | None = None) -> None:
+    """``keys`` defaults to the primary key alone; ``script`` (a stem in modules/) to ``name``."""
+    METRICS.add(name, str(MODULES_DIR / f"{script or name}.py"))
+    key = key or name
+    _SPECS[name] = MetricSpec(key, higher_is_better, predictions_from, options,
+                              (key,) if keys is None else keys, config_name)
 
 
 _CLASSES = ("labels",)
 _register("accuracy")
-_register("f1_macro", options=_CLASSES)
-_register("precision_macro", options=_CLASSES)
-_register("recall_macro", options=_CLASSES)
-_register("confusion_matrix", higher_is_better=None, options=_CLASSES)
+for _score in ("f1", "precision", "recall"):
+    _register(f"{_score}_macro", options=_CLASSES, script="macro_average", config_name=_score)
+_register("confusion_matrix", higher_is_better=None, options=_CLASSES, keys=())
 _register("bleu", options=("tokenize", "lowercase"))
 _register("chrf", options=("word_order",))
 _register("rouge_l", options=("tokenizer",))
 _register("exact_match")
 _register("eos_rate", predictions_from="stopped_by_eos")
 _register("length_ratio", higher_is_better=None)
-_register("detection_map", "map50_95", options=("box_format",))
+_register("detection_map", "map50_95", options=("box_format",), keys=("map50", "map50_95"))
 
 
 def spec(name: str) -> MetricSpec:
@@ -74,6 +85,34 @@ def higher_is_better(name: str) -> bool | None:
     return spec(name).higher_is_better
 
 
+def key_direction(key: str) -> bool | None:
+    """Whether a higher value of result key ``key`` is better (True), worse (False: ``loss``), or has
+    no direction (None: diagnostics, unknown keys) -- what ``early_stopping.mode: auto`` follows."""
+    if key == "loss":
+        return False
+    for metric_spec in _SPECS.values():
+        if key in metric_spec.keys:
+            return metric_spec.higher_is_better
+    return None
+
+
+def _names(names: str | Iterable[str]) -> list[str]:
+    """One name or many -> the distinct names in order, each checked (UserError for unknowns)."""
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        spec(name)
+    return list(dict.fromkeys(names))
+
+
+def result_keys(names: str | Iterable[str]) -> list[str]:
+    """The scalar (int/float) keys ``compute(names, ...)`` returns, in order, without computing.
+
+    What a setting such as ``train.early_stopping.metric`` may name for a task's metrics, e.g.
+    ``result_keys(["accuracy", "confusion_matrix"]) == ["accuracy"]``. UserError for unknown names.
+    """
+    return list(dict.fromkeys(key for name in _names(names) for key in spec(name).keys))
+
+
 def load(name: str, *, fresh: bool = False):
     """The ``evaluate`` module for ``name``, loaded once per process (``fresh=True``: a new one).
 
@@ -86,7 +125,7 @@ def load(name: str, *, fresh: bool = False):
     import evaluate
 
     # keep_in_memory: no arrow cache files under ~/.cache for add_batch data.
-    module = evaluate.load(path, keep_in_memory=True)
+    module = evaluate.load(path, config_name=_SPECS[name].config_name, keep_in_memory=True)
     if not fresh:
         _LOADED[name] = module
     return module
@@ -101,8 +140,7 @@ def compute(names: str | Iterable[str], predictions=None, references=None,
     receives only the extras it declares. Raises UserError for unknown names, a missing extra
     input, or data in the wrong shape for a metric.
     """
-    names = [names] if isinstance(names, str) else list(names)
-    specs = {name: spec(name) for name in names}  # validate every name before any work
+    specs = {name: spec(name) for name in _names(names)}  # validate every name before any work
     results: dict[str, Any] = {}
     for name, s in specs.items():
         preds = predictions
@@ -126,4 +164,4 @@ def compute(names: str | Iterable[str], predictions=None, references=None,
 
 
 __all__ = ["METRICS", "MODULES_DIR", "MetricSpec", "compute", "higher_is_better", "load",
-           "primary_key", "spec"]
+           "primary_key", "result_keys", "spec"]

@@ -1,67 +1,109 @@
-"""Heads and poolings, each a registry entry, so new tasks add heads without touching the runner."""
+"""Heads: named task outputs on top of the shared backbone, each with its own loss (``HEADS``).
+
+A head reads either a **pooled** vector per sample (``reads = "pooled"``: ``pool`` turns the
+backbone's ``Features`` into it, which is what a frozen backbone's feature cache stores) or the
+``Features`` themselves (``reads = "features"``: token states, logits, feature maps).  ``forward``
+returns the head's outputs; ``loss`` scores them against the head's ``target`` batch key.  Options
+are a dataclass per head type (``model.heads.<name>.options``), checked like every config block.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Optional
 
 import torch
 from torch import nn
 
-from ..registry import Registry
-
-POOLERS: Registry = Registry("pooling")
-HEADS: Registry = Registry("head")
+from ..registry import HEADS, POOLERS
+from .features import FeatureRequest, Features
 
 
-@POOLERS.register("cls")
-def pool_cls(hidden: torch.Tensor, mask: torch.Tensor, outputs=None) -> torch.Tensor:
-    return hidden[:, 0]
+@dataclass
+class NoOptions:
+    pass
 
 
-@POOLERS.register("mean")
-def pool_mean(hidden: torch.Tensor, mask: torch.Tensor, outputs=None) -> torch.Tensor:
-    """Average over real tokens only (sentence-embedding models are trained this way)."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+class Head(nn.Module):
+    """Subclasses set ``Options`` and ``reads`` and implement ``forward`` (and ``pool`` when pooled)."""
+
+    Options: type = NoOptions
+    reads: Literal["pooled", "features"] = "features"
+
+    def __init__(self, target: str = "labels", loss_fn: Optional[Callable] = None):
+        super().__init__()
+        self.target = target  # batch key holding this head's labels
+        self.loss_fn = loss_fn
+
+    def request(self, batch: dict) -> FeatureRequest:
+        """Features beyond the final states this head needs for ``batch``."""
+        return FeatureRequest()
+
+    def pool(self, features: Features, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, inputs: Any, batch: dict) -> dict:
+        raise NotImplementedError
+
+    def loss(self, outputs: dict, batch: dict) -> Optional[torch.Tensor]:
+        """The head's loss, or None when ``batch`` carries no labels for it."""
+        if self.loss_fn is None or batch.get(self.target) is None:
+            return None
+        return self.loss_fn(outputs["logits"], batch[self.target])
 
 
-@POOLERS.register("last")
-def pool_last(hidden: torch.Tensor, mask: torch.Tensor, outputs=None) -> torch.Tensor:
-    """Last real token (decoder-only models); works for left and right padding."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    last = (positions * mask).argmax(1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+def default_pooling(backbone) -> str:
+    """The pooling a backbone was trained for: a zoo text encoder names it; decoders pool their last
+    token; image backbones average their last feature map; other encoders use CLS."""
+    entry = getattr(backbone, "entry", None)
+    if backbone.family == "image":
+        return "gap"
+    if entry is not None and entry.family == "text_encoder":
+        return entry.pooling
+    config = getattr(backbone.model, "config", None)
+    decoder = getattr(config, "is_decoder", False) or "CausalLM" in str(getattr(config, "architectures", ""))
+    return "last" if decoder else "cls"
 
 
-@POOLERS.register("pooler")
-def pool_pooler(hidden: torch.Tensor, mask: torch.Tensor, outputs=None) -> torch.Tensor:
-    """The backbone's own pooler output (BERT's tanh layer over CLS)."""
-    pooled = getattr(outputs, "pooler_output", None)
-    if pooled is None:
-        from ..errors import UserError
+@dataclass
+class ClassificationOptions:
+    pooling: Literal["auto", "cls", "mean", "pooler", "last", "gap"] = "auto"  # auto: the backbone's own (see default_pooling)
+    dropout: float = 0.1
+    hidden: int = 0  # > 0 adds a hidden layer (GELU) before the output layer
 
-        raise UserError("this backbone has no pooler output", where="model.pooling", expected="cls, mean or last")
-    return pooled
+    def validate(self, path: str) -> None:
+        if not 0 <= self.dropout < 1:
+            from ..errors import UserError
+
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout}", where=f"{path}.dropout")
 
 
 @HEADS.register("classification")
-class ClassificationHead(nn.Module):
-    """Dropout + linear (or a small MLP when ``hidden`` > 0) over pooled features."""
+class ClassificationHead(Head):
+    """Pooled features -> dropout -> linear (or a small MLP) -> class logits."""
 
-    def __init__(self, in_features: int, num_labels: int, dropout: float = 0.1, hidden: int = 0):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
-        if hidden:
-            layers += [nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout)]
-            in_features = hidden
+    Options = ClassificationOptions
+    reads = "pooled"
+
+    def __init__(self, backbone, options: ClassificationOptions, num_labels: int, loss_fn=None, target: str = "labels"):
+        super().__init__(target, loss_fn)
+        in_features = backbone.width
+        layers: list[nn.Module] = [nn.Dropout(options.dropout)]
+        if options.hidden:
+            layers += [nn.Linear(in_features, options.hidden), nn.GELU(), nn.Dropout(options.dropout)]
+            in_features = options.hidden
         layers.append(nn.Linear(in_features, num_labels))
         self.net = nn.Sequential(*layers)
+        self.pooling = default_pooling(backbone) if options.pooling == "auto" else options.pooling
+        if (self.pooling == "gap") != (backbone.family == "image"):
+            from ..errors import UserError
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
+            raise UserError(f"pooling '{self.pooling}' does not fit a {backbone.family} backbone", where="model.heads.*.options.pooling",
+                            expected="gap for image backbones; cls, mean, last or pooler for token states")
 
+    def pool(self, features: Features, batch: dict) -> torch.Tensor:
+        if self.pooling == "gap":
+            return features.maps[-1].mean((2, 3))
+        return POOLERS.get(self.pooling)(features.tokens, features.attention_mask, features.raw)
 
-@HEADS.register("image_classification")
-class ImageClassificationHead(ClassificationHead):
-    """Global average pooling of a (B, C, H, W) feature map, then the classification head; pooled
-    (B, C) features pass straight through, so cached features work too."""
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return super().forward(features.mean((2, 3)) if features.ndim == 4 else features)
+    def forward(self, pooled: torch.Tensor, batch: dict) -> dict:
+        return {"logits": self.net(pooled)}

@@ -33,14 +33,14 @@ def write_report(session, run_dir: Path, summary: dict, test) -> Path:
     cfg, kind = session.cfg, session.kind
     metric = cfg.train.early_stopping.metric
     lines = [
-        f"# {cfg.name} — {cfg.adapter.method}",
+        f"# {cfg.name} — {cfg.adapter_label}",
         "",
         f"{cfg.description}".strip(),
         "",
         f"- Command: `{' '.join(['mmsft', *sys.argv[1:]]) if Path(sys.argv[0]).name == 'mmsft' else 'mmsft.pipeline.train'}`",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- Environment: {environment()}",
-        f"- Backbone: `{cfg.model.backbone}`; adapter `{cfg.adapter.method}`; device {summary['device']}, mixed precision {summary['mixed_precision']}",
+        f"- Backbone: `{cfg.model.backbone}`; adapters `{cfg.adapter_label}`; device {summary['device']}, mixed precision {summary['mixed_precision']}",
         f"- Data sizes: {summary.get('data')}",
         "",
         "## Test metrics",

@@ -6,10 +6,9 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ..registry import Registry
+from ..registry import LOSSES
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-LOSSES: Registry = Registry("loss")
 
 
 def balanced_weights(class_counts: list[int]) -> torch.Tensor:

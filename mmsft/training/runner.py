@@ -1,7 +1,8 @@
-"""The one runner: trains any ``TaskModel`` whose forward returns ``{"loss": ...}``.
+"""The one runner: trains any model through an objective (``loss(model, batch)``).
 
 It knows nothing task-specific: the kind hands it a dataset, a collate function, per-sample
-lengths (for length-grouped batches) and an ``evaluate(model) -> metrics`` callable.
+lengths (for length-grouped batches) and an ``evaluate(model) -> metrics`` callable; the objective
+turns a batch into a loss; callbacks see every step, evaluation and save.
 """
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..metrics import key_direction
 from .batching import to_device
-from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from .callbacks import Callback, build_callbacks
+from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, load_extra_tensors, save_checkpoint
 from .cpu_memory import keep_freed_memory
+from .objectives import Objective, Single
 from .optim import build_optimizer
 from .sampling import ResumableBatchSampler
 from .schedules import build_scheduler
@@ -63,10 +67,12 @@ class Runner:
     checkpoints with exact resume, a JSONL metrics log and a progress bar."""
 
     def __init__(self, spec, model, train_dataset, collate: Callable, lengths: Sequence[int],
-                 evaluate: Callable, run_dir: Path, accelerator=None, callbacks: Sequence[Callable] = (),
-                 groups: Optional[Sequence[int]] = None):
+                 evaluate: Callable, run_dir: Path, accelerator=None, callbacks: Sequence[Callback] = (),
+                 groups: Optional[Sequence[int]] = None, objective: Optional[Objective] = None):
         self.spec, self.model, self.dataset, self.collate = spec, model, train_dataset, collate
-        self.evaluate, self.run_dir, self.callbacks = evaluate, Path(run_dir), list(callbacks)
+        self.evaluate, self.run_dir = evaluate, Path(run_dir)
+        self.objective = objective or Single()
+        self.callbacks = [*build_callbacks(spec.callbacks), *self.objective.callbacks(), *callbacks]
         self.accelerator = accelerator or make_accelerator(spec)
         self.allocator_tuned = self.accelerator.device.type == "cpu" and spec.cpu_allocator == "keep" and keep_freed_memory()
         self.sampler = ResumableBatchSampler(
@@ -91,30 +97,46 @@ class Runner:
     def _evaluate(self, state: TrainState) -> bool:
         """Run validation, update best/patience; True when training should stop."""
         es = self.spec.early_stopping
+        self._emit("before_evaluate", state)
         metrics = self.evaluate(self.accelerator.unwrap_model(self.model))
         self.model.train()
         record = {"type": "eval", "step": state.step, "epoch": round(state.epoch + state.batch_in_epoch / max(1, self.batches_per_epoch), 3), **metrics}
         state.history.append(record)
         self._log(record)
-        value = metrics.get(es.metric)
+        value = metrics.get(es.metric) if es.metric is not None else None
         if value is None:
-            return False
-        better = state.best_metric is None or (value > state.best_metric + es.min_delta if es.mode == "max" else value < state.best_metric - es.min_delta)
+            if metrics and es.metric is not None:  # the config check makes this unreachable for shipped kinds
+                raise RuntimeError(f"early_stopping.metric '{es.metric}' is not among the validation metrics {sorted(metrics)}")
+            self._emit("on_evaluate", state, metrics)
+            return False  # an evaluate hook that reports nothing: no early stopping, no best weights
+        maximise = es.mode == "max" or (es.mode == "auto" and key_direction(es.metric) is not False)
+        better = state.best_metric is None or (value > state.best_metric + es.min_delta if maximise else value < state.best_metric - es.min_delta)
         if better:
             state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
             if es.restore_best:
                 self._best = copy.deepcopy({k: v.detach().cpu() for k, v in self.accelerator.unwrap_model(self.model).trainable_state_dict().items()})
         else:
             state.bad_evals += 1
+        self._emit("on_evaluate", state, metrics)
         return es.patience > 0 and state.bad_evals >= es.patience
 
-    def _checkpoint(self, state: TrainState) -> None:
-        if self.accelerator.is_main_process:
-            save_checkpoint(self.run_dir / "checkpoints", self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler, state, self.spec.keep_checkpoints)
-            if getattr(self, "_best", None) is not None:
-                from safetensors.torch import save_file
+    def _emit(self, event: str, state: TrainState, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self, state, *args)
 
-                save_file({k: v.contiguous() for k, v in self._best.items()}, str(self.run_dir / "checkpoints" / "best.safetensors"))
+    def _checkpoint(self, state: TrainState) -> None:
+        """Model, optimizer, scheduler, RNG and data position, plus the best weights so far and every
+        callback's state, in one verified checkpoint (resume never pairs a state with newer extras)."""
+        if self.accelerator.is_main_process:
+            extras = {self._callback_file(c): c.state_dict() for c in self.callbacks if c.state_dict()}
+            if getattr(self, "_best", None) is not None:
+                extras["best.safetensors"] = self._best
+            path = save_checkpoint(self.run_dir / "checkpoints", self.accelerator.unwrap_model(self.model), self.optimizer,
+                                   self.scheduler, state, self.spec.keep_checkpoints, extra_tensors=extras)
+            self._emit("on_save", state, path)
+
+    def _callback_file(self, callback: Callback) -> str:
+        return f"callback-{self.callbacks.index(callback)}-{type(callback).__name__}.safetensors"
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:
@@ -123,11 +145,12 @@ class Runner:
         ckpt = latest_checkpoint(self.run_dir / "checkpoints") if resume else None
         if ckpt is not None:
             state = load_checkpoint(ckpt, acc.unwrap_model(model), self.optimizer, self.scheduler)
-            best = self.run_dir / "checkpoints" / "best.safetensors"
-            if best.is_file():
-                from safetensors.torch import load_file
-
-                self._best = load_file(str(best))
+            self._best = load_extra_tensors(ckpt, "best.safetensors")
+            for callback in self.callbacks:
+                saved = load_extra_tensors(ckpt, self._callback_file(callback))
+                if saved is not None:
+                    callback.load_state_dict(saved)
+        self._emit("on_train_begin", state)
         # own generator: creating an iterator must not draw from the global RNG (exact resume)
         loader = DataLoader(self.dataset, batch_sampler=self.sampler, collate_fn=self.collate, generator=torch.Generator())
         model.train()
@@ -139,7 +162,8 @@ class Runner:
             for batch in loader:
                 batch = to_device(batch, acc.device)
                 with acc.autocast():
-                    loss = model(**batch)["loss"] / spec.grad_accum
+                    loss, _ = self.objective.loss(model, batch)
+                    loss = loss / spec.grad_accum
                 acc.backward(loss)
                 state.batch_in_epoch += 1
                 state.samples_seen += len(next(v for v in batch.values() if torch.is_tensor(v)))
@@ -154,6 +178,7 @@ class Runner:
                 self.optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 bar.update(1)
+                self._emit("on_step_end", state)  # before evaluation and checkpoint: both see this step's callback state
                 if state.step % spec.log_every_steps == 0 or state.step == self.total_steps:
                     bar.set_postfix(loss=f"{window_loss / window_n:.4f}")
                     self._log({"type": "train", "step": state.step, "epoch": state.epoch, "loss": window_loss / window_n, "lr": self.scheduler.get_last_lr()[0]})
@@ -171,11 +196,10 @@ class Runner:
                     state.train_seconds += time.perf_counter() - tick
                     self._checkpoint(state)
                     tick = time.perf_counter()
-                for callback in self.callbacks:
-                    callback(state)
             state.train_seconds += time.perf_counter() - tick
         bar.close()
         state.stopped_early = stop
+        self._emit("on_train_end", state)
         if self._best is not None and spec.early_stopping.restore_best:
             acc.unwrap_model(model).load_state_dict(self._best, strict=False)
         sps = state.samples_seen / max(state.train_seconds, 1e-9)

@@ -5,9 +5,8 @@ import math
 
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..registry import Registry
+from ..registry import SCHEDULES
 
-SCHEDULES: Registry = Registry("LR schedule")
 
 
 @SCHEDULES.register("linear")

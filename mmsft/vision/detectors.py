@@ -1,19 +1,10 @@
-"""Detectors over a zoo image backbone: ``DETECTORS`` registry of torchvision detection heads.
+"""Detector families over a zoo image backbone: the ``DETECTORS`` registry of torchvision detectors.
 
-The model is a ``TaskModel``: ``backbone`` = the ``ImageBackbone`` (adapters act on it), heads =
-``neck`` (FPN / projection, see ``necks.py``) and ``detector`` (a torchvision FCOS / RetinaNet / SSD
-/ Faster R-CNN whose own ``backbone`` is an empty placeholder: mmsft's backbone and neck produce the
-features, torchvision's head, anchors, losses and post-processing do the rest, unmodified).
-
-``forward(images, targets)`` takes a (B, 3, S, S) float batch in [0, 1] (letterboxed, so no resize
-happens inside) and returns ``{"loss": sum of the detector's losses, <each loss>}`` in train mode
-and ``{"detections": [{"boxes", "scores", "labels"}, ...]}`` (labels 0..K-1, boxes in input pixels)
-in eval mode.
-
-Batch norm: ``batch_norm: frozen`` (default) keeps every backbone BatchNorm in eval mode, so its
-ImageNet running statistics are used and never updated -- with 8-16 images per batch, batch
-statistics are noisy and updating them hurts (torchvision's detection models freeze them for the
-same reason).  The affine BN weights still train under ``full``.  ``train`` updates them.
+Each ``Arch`` builds a torchvision FCOS / RetinaNet / SSD / Faster R-CNN whose own ``backbone`` is an
+empty placeholder (mmsft's backbone and neck produce the features; torchvision's head, anchors,
+losses and post-processing do the rest, unmodified) and runs it on ready-made feature maps.  The
+detection head (``mmsft.vision.heads``) puts neck and detector together; ``DetectorOptions`` is its
+options block.
 """
 from __future__ import annotations
 
@@ -26,17 +17,20 @@ from torch import nn
 from torchvision.models.detection.image_list import ImageList
 
 from ..errors import UserError
-from ..models.base import TaskModel
 from ..registry import Registry
 from .necks import NECKS
-from .trunk import ImageBackbone
 
 DETECTORS: Registry = Registry("detector")
 
 
 @dataclass
 class DetectorOptions:
-    """``model.options`` of a detection task."""
+    """Options of a detection head (``model.heads.detection.options``).
+
+    ``batch_norm: frozen`` (default) keeps every backbone BatchNorm in eval mode, so its ImageNet
+    running statistics are used and never updated -- with 8-16 images per batch, batch statistics
+    are noisy and updating them hurts (torchvision's detection models freeze them for the same
+    reason).  The affine BN weights still train under ``full``; ``train`` updates the statistics."""
 
     strides: list[int] = field(default_factory=lambda: [16, 32])  # backbone maps fed to the neck (add 8 for tiny objects)
     neck: str = "fpn"  # see mmsft.vision.necks.NECKS
@@ -208,37 +202,3 @@ class FasterRcnn(Arch):
         proposals, _ = det.rpn(images, features)
         detections, _ = det.roi_heads(features, proposals, images.image_sizes)
         return detections
-
-
-class Detector(TaskModel):
-    """Backbone -> neck -> torchvision detection head (see the module docstring)."""
-
-    def __init__(self, backbone: ImageBackbone, arch: str, num_classes: int, opts: DetectorOptions):
-        arch_obj = DETECTORS.get(arch)()
-        backbone.out_indices = backbone.select(opts.strides)
-        in_channels = [backbone.channels[i] for i in backbone.out_indices]
-        level_strides = list(opts.strides) + [opts.strides[-1] * 2 ** (i + 1) for i in range(opts.extra_levels)]
-        neck = NECKS.get(opts.neck)(in_channels, opts.channels, opts.extra_levels)
-        super().__init__(backbone, {"neck": neck, "detector": arch_obj.build(opts.channels, level_strides, num_classes, opts)})
-        self.arch, self.opts, self.num_classes = arch_obj, opts, num_classes
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and self.opts.batch_norm == "frozen":
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
-
-    def forward(self, images: torch.Tensor, targets: list[dict] | None = None) -> dict:
-        features = self.heads["neck"](self.backbone(images))
-        image_list = ImageList(images, [tuple(images.shape[-2:])] * images.shape[0])
-        det, offset = self.heads["detector"], self.arch.label_offset
-        if self.training:
-            if targets is None:
-                raise ValueError("training needs targets")
-            targets = [{"boxes": t["boxes"], "labels": t["labels"] + offset} for t in targets]
-            losses = self.arch.losses(det, image_list, features, targets)
-            return {"loss": sum(losses.values()), **{k: v.detach() for k, v in losses.items()}}
-        detections = self.arch.detect(det, image_list, features)
-        return {"detections": [{**d, "labels": d["labels"] - offset} for d in detections]}

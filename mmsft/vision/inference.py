@@ -28,8 +28,9 @@ def plain(detection: dict, width: int, height: int, size: int, policy: str) -> d
 
 
 @torch.no_grad()
-def detect_files(model, paths: Sequence[Path], size: int, policy: str, batch_size: int = 8) -> list[dict]:
-    """Detections for image files (original pixels), in order.  Unreadable files raise UserError."""
+def detect_files(model, head: str, paths: Sequence[Path], size: int, policy: str, batch_size: int = 8) -> list[dict]:
+    """Detections of the composed ``model``'s detection ``head`` for image files (original pixels), in
+    order.  Unreadable files raise UserError."""
     model.eval()
     device = next(model.parameters()).device
     transform = detection_transforms(False, size, policy=policy)
@@ -41,6 +42,6 @@ def detect_files(model, paths: Sequence[Path], size: int, policy: str, batch_siz
             image, _ = transform(*to_tv(pixels, torch.zeros(0, 4), []))
             images.append(image.as_subclass(torch.Tensor))
             sizes.append((pixels.shape[-1], pixels.shape[-2]))
-        detections = model(torch.stack(images).to(device))["detections"]
+        detections = model(pixel_values=torch.stack(images).to(device), heads=[head])["heads"][head]["detections"]
         out += [plain(d, w, h, size, policy) for d, (w, h) in zip(detections, sizes)]
     return out

@@ -2,21 +2,20 @@
 
 The first ``locate()`` de-quantizes the GGUF through transformers (fp32) and saves a plain Hugging Face
 folder under ``cache_dir()/zoo/<name>/``; later calls return that folder without touching the GGUF.
-The folder is written into a temporary sibling and renamed into place, under a file lock, so an
-interrupted conversion never leaves a half folder and two processes never write the same one.
+The folder is written into a temporary sibling, fsync-ed and renamed into place (``mmsft.atomic``),
+under a file lock, so an interrupted conversion never leaves a half folder and two processes never
+write the same one.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .. import atomic
 from ..paths import cache_dir
 from .base import ZooEntry, register_entry
 
@@ -111,20 +110,17 @@ def cached_folder(name: str, source: Callable[[Path], Path]) -> Path:
     with _file_lock(final.parent / f".{name}.lock"):
         if is_converted(final):  # another process finished while this one waited
             return final
-        for stale in final.parent.glob(f".{name}.*.tmp"):  # left by a killed conversion
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=final.parent))
-        try:
-            os.chmod(tmp, 0o755)
+        atomic.remove_temps(final.parent, name)  # left by a killed conversion (we hold the lock)
+        # scratch (the assembled GGUF) and the new folder both live in one temporary sibling, so that the
+        # GGUF never ends up in the cache folder and nothing is left behind on failure
+        with tempfile.TemporaryDirectory(prefix=f".{name}.", suffix=atomic.TEMP_SUFFIX, dir=final.parent) as scratch:
+            tmp = Path(scratch)
             out = tmp / "model"
             info = convert(source(tmp / "gguf"), out)
             info["name"] = name
-            (out / DONE_MARKER).write_text(json.dumps(info, indent=1) + "\n")
-            if final.exists():  # an incomplete folder from an older layout: replace it
-                shutil.rmtree(final)
-            os.replace(out, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            atomic.write_json(out / DONE_MARKER, info, indent=1)
+            # fsync-ed and renamed into place; an incomplete folder from an older layout is replaced
+            atomic.install_folder(out, final, replace=True)
     return final
 
 

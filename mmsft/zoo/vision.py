@@ -1,4 +1,4 @@
-"""Image backbones shipped as PyPI packages, plus ``timm_or_torchvision`` for any other model name.
+"""Image backbones shipped as PyPI packages (any other timm / torchvision name: ``mmsft.vision.backbones``).
 
 Entries (family ``image``):
 
@@ -15,20 +15,18 @@ Entries (family ``image``):
   COCO/vehicle images, top-1 agreement with MobileNetV2 was 0.55 with that variant and 0.30 with plain
   ``efficientnet_lite0`` + ImageNet mean/std (mean top-1 confidence 0.43 vs 0.31).
 
-``locate()`` converts the package file once into ``cache_dir()/zoo/<name>/model.safetensors`` (temp file
-+ rename, so a crash never leaves a half-written file) and returns that folder.  ``builder(pretrained)``
-returns the full ImageNet classifier (``forward_features`` / ``image_features`` give the feature map);
-``model.pretrained_cfg`` carries mean/std/input size for both.  ``timm_or_torchvision`` (any other
-timm/torchvision name, offline-safe) lives in ``mmsft.vision.backbones`` and is re-exported here.
+``locate()`` converts the package file once into ``cache_dir()/zoo/<name>/model.safetensors``
+(``mmsft.atomic``: temp file + fsync + rename, so a crash never leaves a half-written file) and returns
+that folder.  ``builder(pretrained)`` returns the full ImageNet classifier (``forward_features`` /
+``image_features`` give the feature map); ``model.pretrained_cfg`` carries mean/std/input size for
+both.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .. import atomic
 from ..paths import cache_dir
 from .base import ZOO, ZooEntry, register_entry
 
@@ -42,29 +40,15 @@ def zoo_folder(name: str) -> Path:
     return cache_dir() / "zoo" / name
 
 
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _convert_once(name: str, make_state: Callable[[], dict], meta: dict) -> Path:
     folder = zoo_folder(name)
     target = folder / _WEIGHTS_FILE
     if target.is_file():
         return folder
-    from safetensors.torch import save_file
-
     state = {k: v.detach().contiguous().clone() for k, v in make_state().items()}
     # meta first: the weights file is the "conversion finished" marker checked above
-    _atomic_write(folder / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
-    _atomic_write(target, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "source": meta["source"]}))
+    atomic.write_json(folder / "meta.json", meta, indent=2, trailing_newline=False)
+    atomic.save_safetensors(target, state, metadata={"format": "pt", "source": meta["source"]})
     return folder
 
 
@@ -191,6 +175,3 @@ register_entry(
     )
 )
 
-
-# ----------------------------------------------------------------------------- any timm / torchvision name
-from ..vision.backbones import image_features, timm_or_torchvision  # noqa: E402,F401  (re-exported)

@@ -2,7 +2,8 @@
 import importlib.util
 
 import datasets
-import evaluate
+
+from mmsft.metrics.bases import BaseMetric
 
 _DESCRIPTION = (
     "Box mean average precision computed by torchmetrics.detection.MeanAveragePrecision with the "
@@ -49,14 +50,11 @@ def _tensors(item, keys):
     return out
 
 
-class DetectionMap(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="Lin et al., 2014. Microsoft COCO: Common Objects in Context.",
-            inputs_description=_KWARGS,
-            features=_FEATURES,
-        )
+class DetectionMap(BaseMetric):
+    FEATURES = _FEATURES
+    DESCRIPTION = _DESCRIPTION
+    CITATION = "Lin et al., 2014. Microsoft COCO: Common Objects in Context."
+    INPUTS = _KWARGS
 
     def _compute(self, predictions, references, box_format="xyxy"):
         from torchmetrics.detection import MeanAveragePrecision

@@ -1,7 +1,7 @@
 """Configuration of generation tasks (the ``data`` block of a ``kind: generation`` task), splits and
 predict inputs.
 
-``GenerationData`` owns the data files, the prompt format and template, special tokens, subsets,
+``GenerationData`` (readers in ``readers.py``) owns the data files, the prompt format and template, special tokens, subsets,
 the over-long policy and the decoding settings (``data.generate``) used by evaluation and predict.
 """
 from __future__ import annotations
@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from ..data.splits import SplitSpec, split_rows
-from ..errors import UserError, suggest
-from ..paths import data_root
-from .data import GEN_READERS, LANGUAGES, read_split
-from .generate import GenerateOptions
+from ...data.splits import SplitSpec, split_rows
+from ...errors import UserError, suggest
+from ...generation.generate import GenerateOptions
+from ...generation.templates import TEMPLATES, check_messages
+from ...paths import data_root
 from .prompting import check_prompt, placeholders
-from .templates import TEMPLATES, check_messages
+from .readers import GEN_READERS, LANGUAGES, read_split
 
 SPLITS = ("all", "train", "validation", "test")
 

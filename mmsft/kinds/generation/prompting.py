@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import string
 
-from ..errors import UserError, suggest
+from ...errors import UserError, suggest
 
 
 def placeholders(fmt: str, where: str) -> list[str]:

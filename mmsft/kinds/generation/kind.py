@@ -1,11 +1,12 @@
 """Generative SFT (translation, dialogue replies) on causal LMs, or on any local seq2seq LM.
 
-Data rows are conversations (``mmsft.generation.data``); ``data.prompt`` formats user turns,
+Data rows are conversations (``readers.py``); ``data.prompt`` formats user turns,
 ``data.template`` (a ``TEMPLATES`` entry) renders them, the role/knowledge tokens are added to the
 tokenizer with the embedding resized, and ``mmsft.generation.encoding`` masks the prompt and closes
 every target with EOS.  Evaluation generates (left-padded batches, greedy or beam) and scores with
 the offline metrics; the validation loss is reported beside them.  Under LoRA the new token rows
-train through ``model.trainable_token_ids``, which the lora adapter reads.
+train through ``backbone.new_token_ids``, which the lora adapter reads.  Decoding goes through the
+composed model, so modules hooked onto the LM's blocks change what ``eval`` and ``predict`` produce.
 """
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from ..generation.encoding import CausalCollator, Seq2SeqCollator, encode, tokenize
-from ..generation.generate import generate
-from ..generation.prompting import last_turns, to_messages
-from ..generation.spec import GenData, GenerationData, build_splits, parse_input
-from ..generation.templates import TEMPLATES
-from .base import EvalOutput, Prepared, TaskKind, register_kind
+from ...errors import UserError
+from ...generation.encoding import CausalCollator, Seq2SeqCollator, encode, tokenize
+from ...generation.templates import TEMPLATES
+from ..base import EvalOutput, Prepared, TaskKind, register_kind, single_head
+from . import qc
+from .data import GenData, GenerationData, build_splits, parse_input
+from .prompting import last_turns, to_messages
 
 
 @lru_cache(maxsize=8)
@@ -42,6 +43,9 @@ class Generation(TaskKind):
     name = "generation"
     DataSpec = GenerationData
     metric_names = ("bleu", "chrf", "rouge_l", "exact_match", "eos_rate", "length_ratio")
+    extra_validation_keys = ("eos_rate", "loss", "mean_new_tokens")
+    backbone_family = "lm"
+    head_types = ("lm",)
 
     # -- data and model --------------------------------------------------------------------------
     def load_data(self, cfg) -> GenData:
@@ -52,24 +56,29 @@ class Generation(TaskKind):
                 to_messages(row, cfg.data.prompt, cfg.data.system)
         return GenData(splits, {"rows": {k: len(v) for k, v in splits.items()}})
 
-    def build_model(self, cfg, data):
-        from ..generation.model import GenerativeLM, context_length, load_lm
-        from ..generation.tokens import add_special_tokens, resize_for_tokens
+    def adapt_backbone(self, cfg, backbone, tokenizer) -> None:
+        """Role/knowledge tokens added (embedding rows resized and initialised), template and context checked."""
+        from ...generation.tokens import add_special_tokens, resize_for_tokens
 
-        if cfg.loss.name != "cross_entropy":
-            raise UserError(f"generation trains with token cross-entropy, not '{cfg.loss.name}'", where="loss.name", expected="cross_entropy")
-        backbone, tokenizer, entry = load_lm(cfg.model.backbone)
         new_ids = add_special_tokens(tokenizer) if cfg.data.special_tokens else []
         if new_ids:
-            resize_for_tokens(backbone, tokenizer, new_ids)
+            resize_for_tokens(backbone.model, tokenizer, new_ids)
+        backbone.new_token_ids = new_ids  # read by the lora adapter: new rows train under LoRA
         TEMPLATES.get(cfg.data.template).check(tokenizer)
-        context = context_length(backbone, tokenizer)
+        context = backbone.context_length(tokenizer)
         if context and cfg.model.max_length > context:
             raise UserError(f"model.max_length {cfg.model.max_length} exceeds the model's context of {context} tokens", where="model.max_length")
-        model = GenerativeLM(backbone, cfg.loss.label_smoothing)
-        model.zoo_entry = entry
-        model.trainable_token_ids = new_ids  # read by the lora adapter: new rows train under LoRA
-        return model, tokenizer
+
+    def build_heads(self, cfg, data, backbone) -> dict:
+        from ...registry import HEADS
+
+        heads = {}
+        for name, spec in cfg.model.heads.items():
+            loss = spec.loss or cfg.loss
+            if loss.name != "cross_entropy":
+                raise UserError(f"generation trains with token cross-entropy, not '{loss.name}'", where="loss.name", expected="cross_entropy")
+            heads[name] = HEADS.get(spec.type)(backbone, spec.options, label_smoothing=loss.label_smoothing)
+        return heads
 
     def _encode(self, cfg, tokenizer, messages: list[dict], encdec: bool) -> dict:
         """One conversation -> {input_ids, labels, prompt_ids} (causal: masked sequence; seq2seq: pair)."""
@@ -86,7 +95,7 @@ class Generation(TaskKind):
         return {"input_ids": prompt_ids, "labels": labels, "prompt_ids": prompt_ids}
 
     def prepare(self, cfg, tokenizer, data: GenData) -> Prepared:
-        from ..zoo import resolve
+        from ...zoo import resolve
 
         config = _lm_config(resolve(cfg.model.backbone).path)
         encdec = bool(getattr(config, "is_encoder_decoder", False))
@@ -120,37 +129,37 @@ class Generation(TaskKind):
 
     # -- evaluation and prediction -----------------------------------------------------------------
     def _generate(self, cfg, model, tokenizer, prompts: list[list[int]], desc: str):
-        gens = generate(model.backbone, tokenizer, prompts, cfg.data.generate, desc=desc)
+        gens = model.generate(tokenizer, prompts, cfg.data.generate, desc=desc)
         texts = [g.text.split("\n")[0].strip() if cfg.data.generate.single_line else g.text for g in gens]
         return gens, texts
 
     @torch.no_grad()
     def evaluate(self, cfg, model, prepared: Prepared, split: str, processor=None) -> EvalOutput:
-        from ..metrics import compute
-        from ..training.batching import iterate_eval
+        from ...metrics import compute
+        from ...training.batching import iterate_eval
 
+        head = single_head(cfg)
         model.eval()
         device = next(model.parameters()).device
         loss_sum, tokens = 0.0, 0
         for batch, _ in iterate_eval(prepared, split, cfg.train.eval_batch_size, device):
-            out = model(**batch)
-            loss_sum, tokens = loss_sum + float(out["loss"]) * int(out["tokens"]), tokens + int(out["tokens"])
+            out = model(**batch, heads=[head])
+            n = int(out["heads"][head]["tokens"])
+            loss_sum, tokens = loss_sum + float(out["loss"]) * n, tokens + n
         items = prepared.splits[split]
         gens, preds = self._generate(cfg, model, processor, [it["prompt_ids"] for it in items], f"generate {split}")
         refs = [it["reference"] for it in items]
         stopped = [g.stopped_by_eos for g in gens]
-        names = list(dict.fromkeys([*cfg.metrics, "eos_rate"]))
+        names = list(dict.fromkeys([*self.head_metrics(cfg, head), "eos_rate"]))
         metrics = compute(names, predictions=preds, references=refs, stopped_by_eos=stopped)
         metrics["loss"] = loss_sum / max(tokens, 1)
         metrics["mean_new_tokens"] = sum(len(g.token_ids) for g in gens) / max(len(gens), 1)
         return EvalOutput(metrics, preds, refs, {"sources": [it["source_text"] for it in items], "stopped_by_eos": stopped})
 
-    def predict(self, cfg, model, tokenizer, inputs: list[str]) -> list[dict]:
-        from ..generation.model import context_length
-
-        encdec = model.encoder_decoder
+    def predict(self, cfg, model, tokenizer, inputs: list[str], out_dir: Path | None = None) -> list[dict]:
+        encdec = model.backbone.encoder_decoder
         template = TEMPLATES.get(cfg.data.template)
-        context = context_length(model.backbone, tokenizer)
+        context = model.backbone.context_length(tokenizer)
         prompts = []
         for i, text in enumerate(inputs):
             messages = to_messages(parse_input(text, i, cfg.data), cfg.data.prompt, cfg.data.system)
@@ -199,3 +208,6 @@ class Generation(TaskKind):
             *rows,
             "",
         ]
+
+    qc_view = staticmethod(qc.view)
+    write_fixed = staticmethod(qc.write_fixed)

@@ -19,10 +19,10 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from ..data.readers import expand, read_text
-from ..errors import UserError
-from ..registry import Registry
-from .templates import check_messages
+from ...data.readers import expand, read_text
+from ...errors import UserError
+from ...generation.templates import check_messages
+from ...registry import Registry
 
 GEN_READERS: Registry[Callable[..., list[dict]]] = Registry("generation data format")
 

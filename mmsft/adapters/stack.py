@@ -1,0 +1,73 @@
+"""Applying a run's adapters (an ordered, named stack), saving and loading each, merging them.
+
+The stack trains exactly the union of what its adapters return from ``apply``, plus the heads and
+every trainable module; a backbone of which nothing trains is kept in eval mode (exact, cacheable
+features).  Each adapter saves into ``model/adapters/<name>/``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from ..registry import ADAPTERS
+
+TARGETS = ("backbone",)
+
+
+def _target(model, spec, name: str):
+    if spec.target not in TARGETS:
+        raise UserError(f"unknown adapter target '{spec.target}'", where=f"adapters.{name}.target", expected="one of: " + ", ".join(TARGETS))
+    return getattr(model, spec.target)
+
+
+def check_stack(specs: dict) -> None:
+    """A ``full`` adapter already trains every weight of its target: stacking more on it is a mistake."""
+    for target in {s.target for s in specs.values()}:
+        on_target = [n for n, s in specs.items() if s.target == target]
+        full = [n for n in on_target if specs[n].method == "full"]
+        if full and len(on_target) > 1:
+            raise UserError(f"adapter '{full[0]}' (full) trains every weight of {target}; it cannot be stacked with "
+                            f"{[n for n in on_target if n != full[0]]}", where="adapters", expected="full alone, or other methods")
+
+
+def apply_adapters(model, specs: dict) -> None:
+    """Apply every adapter in order, then set ``requires_grad`` to the union of what they train."""
+    check_stack(specs)
+    trained = {}
+    for name, spec in specs.items():
+        for param in ADAPTERS.get(spec.method).apply(_target(model, spec, name), spec.options, name):
+            trained[id(param)] = param
+    for param in model.backbone.parameters():
+        param.requires_grad_(id(param) in trained)
+    model.heads.requires_grad_(True)
+    for name, module in model.inserts.items():
+        module.requires_grad_(module.trainable)
+        if not module.trainable:
+            model.keep_eval(f"inserts.{name}")
+    if not any(p.requires_grad for p in model.backbone.parameters()):
+        model.keep_eval("backbone")  # deterministic features: no dropout, frozen BN statistics
+    model.attach()  # modules onto the (possibly wrapped) blocks
+
+
+def trains_base_weights(specs: dict) -> bool:
+    return any(ADAPTERS.get(s.method).trains_base_weights for s in specs.values())
+
+
+def save_adapters(model, specs: dict, folder: Path) -> None:
+    for name, spec in specs.items():
+        ADAPTERS.get(spec.method).save(_target(model, spec, name), folder / name, spec.options, name)
+
+
+def load_adapters(model, specs: dict, folder: Path) -> None:
+    """Apply the stack to a freshly built model, then load what each adapter saved."""
+    apply_adapters(model, specs)
+    for name, spec in specs.items():
+        ADAPTERS.get(spec.method).load(_target(model, spec, name), folder / name, spec.options, name)
+    model.attach()
+
+
+def merge_adapters(model, specs: dict) -> list[str]:
+    """Fold every mergeable adapter into the base weights; returns the names merged."""
+    merged = [name for name, spec in specs.items() if ADAPTERS.get(spec.method).merge(_target(model, spec, name), spec.options, name)]
+    model.attach()
+    return merged

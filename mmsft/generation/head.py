@@ -1,0 +1,51 @@
+"""The ``lm`` head: token cross-entropy over the backbone's own vocabulary logits.
+
+Labels are ``-100`` on prompt tokens and padding (``mmsft.generation.encoding``); the loss is the
+mean over target tokens, and ``tokens`` (their count) lets evaluation report a token-weighted loss.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..models.features import FeatureRequest, Features
+from ..models.heads import Head
+from ..registry import HEADS
+from .encoding import IGNORE
+
+
+@HEADS.register("lm")
+class LMHead(Head):
+    reads = "features"
+
+    def __init__(self, backbone, options=None, label_smoothing: float = 0.0, target: str = "labels"):
+        super().__init__(target)
+        if backbone.family != "lm":
+            raise UserError(f"the lm head needs a causal or seq2seq LM backbone, not a {backbone.family} one", where="model.backbone")
+        self.label_smoothing = label_smoothing  # the task's loss.label_smoothing
+        self.encoder_decoder = backbone.encoder_decoder
+
+    def request(self, batch: dict) -> FeatureRequest:
+        """Causal LMs with left padding: logits from the position before the first label on."""
+        labels = batch.get(self.target)
+        if labels is None or self.encoder_decoder:
+            return FeatureRequest(logits_from=0)
+        valid = (labels != IGNORE).any(0)
+        first = int(valid.float().argmax()) if bool(valid.any()) else labels.shape[1] - 1
+        return FeatureRequest(logits_from=max(first, 1) - 1)
+
+    def forward(self, features: Features, batch: dict) -> dict:
+        return {"logits": features.logits}
+
+    def loss(self, outputs: dict, batch: dict):
+        labels = batch.get(self.target)
+        if labels is None:
+            return None
+        logits = outputs["logits"]
+        if not self.encoder_decoder:  # logits of positions start.. predict tokens start+1..
+            start = labels.shape[1] - logits.shape[1]
+            logits, labels = logits[:, :-1], labels[:, start + 1:]
+        outputs["tokens"] = (labels != IGNORE).sum()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                               ignore_index=IGNORE, label_smoothing=self.label_smoothing)

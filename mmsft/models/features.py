@@ -1,0 +1,39 @@
+"""What a backbone hands to modules and heads: one ``Features`` shape for text, LM and image backbones.
+
+Heads and modules say what they need beyond the final states in a ``FeatureRequest`` (the hidden
+states of chosen blocks, vocabulary logits from some position on), so a backbone computes only what
+someone reads: every layer's states cost memory, full-vocabulary logits cost a Gemma-sized matmul.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+
+@dataclass
+class FeatureRequest:
+    hidden_layers: tuple[int, ...] = ()  # block indices whose outputs are wanted (negative: from the top)
+    logits_from: Optional[int] = None  # LM backbones: vocabulary logits for positions >= this (None: none)
+
+    def merge(self, other: "FeatureRequest") -> "FeatureRequest":
+        starts = [s for s in (self.logits_from, other.logits_from) if s is not None]
+        return FeatureRequest(tuple(sorted({*self.hidden_layers, *other.hidden_layers})), min(starts) if starts else None)
+
+
+@dataclass
+class Features:
+    """``tokens``: (B, T, H) final token states (text and LM backbones) with ``attention_mask``;
+    ``maps``: image feature maps of the backbone's ``out_indices`` with their ``strides``;
+    ``hidden``: block index -> that block's output, for the requested blocks;
+    ``logits``: LM backbones, the vocabulary logits of the requested trailing positions;
+    ``raw``: the wrapped model's own output object (e.g. BERT's ``pooler_output``)."""
+
+    tokens: Optional[torch.Tensor] = None
+    attention_mask: Optional[torch.Tensor] = None
+    maps: list[torch.Tensor] = field(default_factory=list)
+    strides: list[int] = field(default_factory=list)
+    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
+    logits: Optional[torch.Tensor] = None
+    raw: Any = None
