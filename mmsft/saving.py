@@ -56,19 +56,14 @@ def load_model(cfg, kind, folder: Path):
     return model, processor
 
 
-_SAVED = {
-    "lora": "a peft LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`; `PeftModel.from_pretrained` reads it)",
-    "full": "all backbone weights as a plain model folder",
-    "frozen": "only the backbone tensors that trained (`trained.safetensors`; none when all were frozen)",
-}
-
-
 def model_card(session, model) -> str:
     cfg = session.cfg
     counts = model.param_counts()
     entry = model.backbone.entry
     base = f"{cfg.model.backbone}" + (f" ({entry.description}; license {entry.license})" if entry else "")
-    adapters = "\n".join(f"  - `{name}` ({spec.method}): `adapters/{name}/` holds {_SAVED.get(spec.method, 'its weights')}"
+    from .registry import ADAPTERS
+
+    adapters = "\n".join(f"  - `{name}` ({spec.method}): `adapters/{name}/` holds {ADAPTERS.get(spec.method).saves}"
                          for name, spec in cfg.adapters.items())
     modules = ", ".join(f"`{m.name or m.type}` ({m.type})" for m in cfg.model.modules) or "none"
     return (

@@ -26,6 +26,7 @@ class AdapterMethod:
     name = ""
     Options: type = NoOptions
     trains_base_weights = False  # True: pretrained weights change, so the backbone is saved in full
+    saves = "its weights"  # what ``adapters/<name>/`` holds (the run's model card says it)
 
     def parse_options(self, raw: Any, path: str = "adapter.options") -> Any:
         return raw if isinstance(raw, self.Options) else from_dict(self.Options, raw or {}, path)

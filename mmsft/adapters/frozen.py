@@ -27,6 +27,7 @@ class FrozenOptions:
 @register_adapter
 class Frozen(AdapterMethod):
     name = "frozen"
+    saves = "only the backbone tensors that trained (`trained.safetensors`; none when all were frozen)"
     Options = FrozenOptions
 
     def apply(self, target, options: FrozenOptions, adapter_name: str):

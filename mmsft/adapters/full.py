@@ -9,6 +9,7 @@ from .base import AdapterMethod, register_adapter
 @register_adapter
 class FullFineTuning(AdapterMethod):
     name = "full"
+    saves = "all backbone weights as a plain model folder"
     trains_base_weights = True
 
     def apply(self, target, options, adapter_name: str):

@@ -59,6 +59,7 @@ def _is_peft(model) -> bool:
 @register_adapter
 class Lora(AdapterMethod):
     name = "lora"
+    saves = "a peft LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`; `PeftModel.from_pretrained` reads it)"
     Options = LoraOptions
 
     def _config(self, target, options: LoraOptions):

@@ -5,7 +5,6 @@ mean over target tokens, and ``tokens`` (their count) lets evaluation report a t
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from ..errors import UserError

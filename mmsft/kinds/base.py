@@ -13,7 +13,6 @@ from typing import Any
 
 from ..config import from_dict
 from ..errors import UserError, suggest
-from ..paths import resolve_data_path  # noqa: F401  (re-exported for the kinds)
 from ..registry import KINDS
 from ..training.data import Prepared  # noqa: F401  (re-exported: kinds build it)
 
@@ -31,7 +30,7 @@ class TaskKind:
 
     name = ""
     DataSpec: type = object
-    metric_names: tuple[str, ...] = ()
+    metric_inputs = "class_ids"  # what the kind predicts: its metrics are the ones scoring that (``metrics_for``)
     extra_validation_keys: tuple[str, ...] = ()  # validation results besides the metrics' (generation: loss)
     backbone_family = "text"  # BACKBONE_FAMILIES entry the task's backbone is loaded as
     head_types: tuple[str, ...] = ()  # HEADS entries that fit this kind (the first is the default)
@@ -44,6 +43,12 @@ class TaskKind:
     def default_heads(self) -> dict[str, dict]:
         """``model.heads`` when the task names none: one head of the kind's default type."""
         return {self.head_types[0]: {"type": self.head_types[0]}}
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        from ..metrics import metrics_for
+
+        return metrics_for(self.metric_inputs)
 
     def check_metrics(self, names: list[str], where: str = "metrics") -> None:
         for i, name in enumerate(names):

@@ -39,6 +39,7 @@ class MetricSpec:
     options: tuple[str, ...] = ()  # extras of ``compute`` forwarded to this metric
     keys: tuple[str, ...] = ()  # every scalar (int/float) key of the result, in result order
     config_name: str | None = None  # evaluate's config_name for the script (None: its default)
+    inputs: str = "class_ids"  # what it scores: class_ids | text | boxes (a task kind takes the metrics of what it predicts)
 
 
 _SPECS: dict[str, MetricSpec] = {}
@@ -48,12 +49,12 @@ _LOADED: dict[str, Any] = {}
 def _register(name: str, key: str | None = None, *, higher_is_better: bool | None = True,
               predictions_from: str | None = None, options: tuple[str, ...] = (),
               keys: tuple[str, ...] | None = None, script: str | None = None,
-              config_name: str | None = None) -> None:
+              config_name: str | None = None, inputs: str = "class_ids") -> None:
     """``keys`` defaults to the primary key alone; ``script`` (a stem in modules/) to ``name``."""
     METRICS.add(name, str(MODULES_DIR / f"{script or name}.py"))
     key = key or name
     _SPECS[name] = MetricSpec(key, higher_is_better, predictions_from, options,
-                              (key,) if keys is None else keys, config_name)
+                              (key,) if keys is None else keys, config_name, inputs)
 
 
 _CLASSES = ("labels",)
@@ -61,13 +62,18 @@ _register("accuracy")
 for _score in ("f1", "precision", "recall"):
     _register(f"{_score}_macro", options=_CLASSES, script="macro_average", config_name=_score)
 _register("confusion_matrix", higher_is_better=None, options=_CLASSES, keys=())
-_register("bleu", options=("tokenize", "lowercase"))
-_register("chrf", options=("word_order",))
-_register("rouge_l", options=("tokenizer",))
-_register("exact_match")
-_register("eos_rate", predictions_from="stopped_by_eos")
-_register("length_ratio", higher_is_better=None)
-_register("detection_map", "map50_95", options=("box_format",), keys=("map50", "map50_95"))
+_register("bleu", options=("tokenize", "lowercase"), inputs="text")
+_register("chrf", options=("word_order",), inputs="text")
+_register("rouge_l", options=("tokenizer",), inputs="text")
+_register("exact_match", inputs="text")
+_register("eos_rate", predictions_from="stopped_by_eos", inputs="text")
+_register("length_ratio", higher_is_better=None, inputs="text")
+_register("detection_map", "map50_95", options=("box_format",), keys=("map50", "map50_95"), inputs="boxes")
+
+
+def metrics_for(inputs: str) -> tuple[str, ...]:
+    """The metrics that score ``inputs`` (class_ids, text, boxes), in registration order."""
+    return tuple(name for name, s in _SPECS.items() if s.inputs == inputs)
 
 
 def spec(name: str) -> MetricSpec:
@@ -163,5 +169,5 @@ def compute(names: str | Iterable[str], predictions=None, references=None,
     return results
 
 
-__all__ = ["METRICS", "MODULES_DIR", "MetricSpec", "compute", "higher_is_better", "load",
+__all__ = ["METRICS", "MODULES_DIR", "MetricSpec", "compute", "higher_is_better", "key_direction", "load", "metrics_for",
            "primary_key", "result_keys", "spec"]

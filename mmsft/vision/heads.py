@@ -9,7 +9,6 @@ batch-norm statistics stay frozen (``batch_norm``).
 """
 from __future__ import annotations
 
-import torch
 from torchvision.models.detection.image_list import ImageList
 
 from ..models.features import Features

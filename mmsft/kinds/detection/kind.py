@@ -23,7 +23,7 @@ GRID_IMAGES = 8
 class Detection(TaskKind):
     name = "detection"
     DataSpec = DetectionData
-    metric_names = ("detection_map",)
+    metric_inputs = "boxes"
     backbone_family = "image"
     head_types = ("fcos", "retinanet", "ssdlite", "fasterrcnn")
     writes_files = True

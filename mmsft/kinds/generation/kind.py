@@ -42,7 +42,7 @@ def _md(text: str, limit: int = 300) -> str:
 class Generation(TaskKind):
     name = "generation"
     DataSpec = GenerationData
-    metric_names = ("bleu", "chrf", "rouge_l", "exact_match", "eos_rate", "length_ratio")
+    metric_inputs = "text"
     extra_validation_keys = ("eos_rate", "loss", "mean_new_tokens")
     backbone_family = "lm"
     head_types = ("lm",)

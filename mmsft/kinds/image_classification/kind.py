@@ -15,7 +15,6 @@ from .data import SPLITS, ImageClassificationData, Images, load_splits, transfor
 class ImageClassification(TaskKind):
     name = "image_classification"
     DataSpec = ImageClassificationData
-    metric_names = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
     backbone_family = "image"
     head_types = ("classification",)
 

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional, Union
 
-from ...data.cache import cached_splits, fingerprint, tokenized
+from ...data.cache import cached_splits, fingerprint
 from ...data.readers import READERS, expand
 from ...data.splits import DedupePolicy, SplitSpec, dedupe, split_rows
 from ...errors import UserError, suggest
-from ..base import resolve_data_path
+from ...paths import resolve_data_path
 
 KIND = "text_classification"
 SPLITS = ("all", "train", "validation", "test")

@@ -16,7 +16,6 @@ from .data import KIND, TextClassificationData, load_splits
 class TextClassification(TaskKind):
     name = KIND
     DataSpec = TextClassificationData
-    metric_names = ("accuracy", "f1_macro", "precision_macro", "recall_macro")
     backbone_family = "text"
     head_types = ("classification",)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ...dataqc.fix import write_jsonl, write_task_yaml
 from ...dataqc.views import SPLIT_ORDER, Item, QCData
 from ...errors import UserError
-from ..base import resolve_data_path
+from ...paths import resolve_data_path
 from .data import build_splits, read_split
 
 
