@@ -2,7 +2,9 @@
 
 The stack trains exactly the union of what its adapters return from ``apply``, plus the heads and
 every trainable module; a backbone of which nothing trains is kept in eval mode (exact, cacheable
-features).  Each adapter saves into ``model/adapters/<name>/``.
+features).  An adapter's ``target`` is ``backbone`` or ``towers.<name>`` (a model's other backbone,
+e.g. the image tower beside a text backbone); a tower no adapter targets stays frozen.  Each adapter
+saves into ``model/adapters/<name>/``.
 """
 from __future__ import annotations
 
@@ -11,13 +13,15 @@ from pathlib import Path
 from ..errors import UserError
 from ..registry import ADAPTERS
 
-TARGETS = ("backbone",)
+def _targets(model) -> dict:
+    return {"backbone": model.backbone, **{f"towers.{n}": t for n, t in model.towers.items()}}
 
 
 def _target(model, spec, name: str):
-    if spec.target not in TARGETS:
-        raise UserError(f"unknown adapter target '{spec.target}'", where=f"adapters.{name}.target", expected="one of: " + ", ".join(TARGETS))
-    return getattr(model, spec.target)
+    targets = _targets(model)
+    if spec.target not in targets:
+        raise UserError(f"unknown adapter target '{spec.target}'", where=f"adapters.{name}.target", expected="one of: " + ", ".join(targets))
+    return targets[spec.target]
 
 
 def check_stack(specs: dict) -> None:
@@ -37,15 +41,17 @@ def apply_adapters(model, specs: dict) -> None:
     for name, spec in specs.items():
         for param in ADAPTERS.get(spec.method).apply(_target(model, spec, name), spec.options, name):
             trained[id(param)] = param
-    for param in model.backbone.parameters():
-        param.requires_grad_(id(param) in trained)
+    for target in _targets(model).values():
+        for param in target.parameters():
+            param.requires_grad_(id(param) in trained)
     model.heads.requires_grad_(True)
     for name, module in model.inserts.items():
         module.requires_grad_(module.trainable)
         if not module.trainable:
             model.keep_eval(f"inserts.{name}")
-    if not any(p.requires_grad for p in model.backbone.parameters()):
-        model.keep_eval("backbone")  # deterministic features: no dropout, frozen BN statistics
+    for name, target in _targets(model).items():
+        if not any(p.requires_grad for p in target.parameters()):
+            model.keep_eval(name)  # deterministic features: no dropout, frozen BN statistics
     model.attach()  # modules onto the (possibly wrapped) blocks
 
 

@@ -60,11 +60,14 @@ def _predict(p):
     p.add_argument("run", help="run folder written by `mmsft train`")
     p.add_argument("inputs", nargs="+", help="texts (or image paths for image tasks)")
     p.add_argument("--out", metavar="DIR", help="image tasks: folder for the annotated images and JSON boxes (default: RUN/predictions)")
+    p.add_argument("--task", help="multi-task runs: the member task whose head predicts")
     _add_run_overrides(p)
 
     def run(args):
         from ..pipeline import predict_run
 
+        if args.task:
+            args.overrides = [*args.overrides, f"data.predict_task={args.task}"]
         for row in predict_run(args.run, args.inputs, args.out, args.overrides):
             print(json.dumps(row, ensure_ascii=False))
     p.set_defaults(func=run)

@@ -33,6 +33,7 @@ class TaskKind:
     metric_inputs = "class_ids"  # what the kind predicts: its metrics are the ones scoring that (``metrics_for``)
     extra_validation_keys: tuple[str, ...] = ()  # validation results besides the metrics' (generation: loss)
     backbone_family = "text"  # BACKBONE_FAMILIES entry the task's backbone is loaded as
+    tower_families: dict[str, str] = {}  # towers the kind takes (``model.towers``): name -> family
     head_types: tuple[str, ...] = ()  # HEADS entries that fit this kind (the first is the default)
     writes_files = False  # True: ``predict`` also gets ``out_dir`` and writes files there (annotated images)
 
@@ -49,6 +50,18 @@ class TaskKind:
         from ..metrics import metrics_for
 
         return metrics_for(self.metric_inputs)
+
+    def check_heads(self, cfg) -> None:
+        """Validate ``model.heads`` (filling in the default head): see ``mmsft.spec.check_heads``."""
+        from ..spec import check_heads
+
+        check_heads(cfg, self)
+
+    def key_direction(self, key: str):
+        """Whether a higher value of validation key ``key`` is better (``<head>/`` prefixes allowed)."""
+        from ..metrics import key_direction
+
+        return key_direction(key.rsplit("/", 1)[-1])
 
     def check_metrics(self, names: list[str], where: str = "metrics") -> None:
         for i, name in enumerate(names):
@@ -80,6 +93,10 @@ class TaskKind:
         return {}
 
     # -- model -----------------------------------------------------------------------------------
+    def backbone_family_for(self, cfg) -> str:
+        """The family ``model.backbone`` loads as (a kind may choose by its data, e.g. image-only inputs)."""
+        return self.backbone_family
+
     def adapt_backbone(self, cfg, backbone, processor) -> None:
         """Task-specific changes to the pretrained backbone before adapters (e.g. new token rows)."""
 

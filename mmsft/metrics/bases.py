@@ -93,4 +93,17 @@ Args:
         super().add(prediction=prediction, reference=reference, **kwargs)
 
 
-__all__ = ["BaseMetric", "ClassIdMetric", "TextMetric", "reference_streams"]
+class ScoreRowMetric(BaseMetric):
+    """One row of float scores per sample (class scores, or a query's similarity to every candidate)
+    against integer references: a multi-hot row (multi-label) or a candidate index (retrieval)."""
+
+    FEATURES = datasets.Features({"predictions": datasets.Sequence(datasets.Value("float64")),
+                                  "references": datasets.Sequence(datasets.Value("int64"))})
+    ARGS = """
+Args:
+    predictions (list of list of float): per sample, a score for every class / candidate.
+    references (list of list of int): per sample, a multi-hot row, or the index(es) of its true candidate(s).
+"""
+
+
+__all__ = ["BaseMetric", "ClassIdMetric", "ScoreRowMetric", "TextMetric", "reference_streams"]

@@ -36,9 +36,10 @@ class ComposedModel(nn.Module):
     and so does every batch-norm layer whose weights are frozen (its statistics are not saved)."""
 
     def __init__(self, backbone: Backbone, inserts: dict[str, ModelModule], heads: dict[str, Head],
-                 loss_weights: Optional[dict[str, float]] = None):
+                 loss_weights: Optional[dict[str, float]] = None, towers: Optional[dict[str, Backbone]] = None):
         super().__init__()
         self.backbone = backbone
+        self.towers = nn.ModuleDict(towers or {})  # other backbones (an image tower beside a text backbone)
         self.inserts = nn.ModuleDict(inserts)
         self.heads = nn.ModuleDict(heads)
         self.loss_weights = dict(loss_weights or {})
@@ -90,20 +91,40 @@ class ComposedModel(nn.Module):
         return inputs, ModuleContext({k: batch[k] for k in wanted if k in batch})
 
     # -- forward --------------------------------------------------------------------------------
+    def tower_features(self, batch: dict) -> dict[str, Features]:
+        """Each tower's features, for the towers whose inputs the batch carries."""
+        out = {}
+        for name, tower in self.towers.items():
+            inputs = {k: batch[k] for k in tower.input_keys if batch.get(k) is not None}
+            if inputs:
+                out[name] = tower(inputs)
+        return out
+
     def features(self, batch: dict, request: FeatureRequest = FeatureRequest()) -> Features:
         """The backbone's ``Features`` for ``batch`` (modules hooked in), with ``hidden`` holding the
-        outputs of the blocks the request names (captured for this call only)."""
+        outputs of the blocks the request names (captured for this call only), ``towers`` the other
+        backbones' features, and ``joint`` set by a fusion module."""
         inputs, context = self._split(batch)
+        towers = self.tower_features(batch)
         blocks = self.backbone.blocks() if request.hidden_layers else []
         wanted = sorted({self.backbone.block_index(i) for i in request.hidden_layers})
         handles = [blocks[i].register_forward_hook(self._capture_hook(i)) for i in wanted]
         try:
             with self._using(context):
-                features = self.backbone(inputs, request)
+                features = self.backbone(inputs, request) if inputs else Features()  # a tower-only batch (images alone)
         finally:
             for handle in handles:
                 handle.remove()
         features.hidden.update(context.hidden)
+        return self.fuse(features, towers)
+
+    def fuse(self, features: Features, towers: dict[str, Features]) -> Features:
+        """Attach tower features (computed here or, at retrieval, for a whole candidate set) and let
+        the fusion modules bind ``features.joint``."""
+        features.towers = towers
+        for module in self.inserts.values():
+            if module.fuses and module.fuses in towers:
+                module.fuse(features)
         return features
 
     def _request(self, names: Iterable[str], batch: dict) -> FeatureRequest:
@@ -138,11 +159,13 @@ class ComposedModel(nn.Module):
     # -- feature cache --------------------------------------------------------------------------
     def feature_cache_ok(self) -> bool:
         """True when running the backbone once per sample gives exactly what training would: no
-        backbone weight or hooked module trains and the backbone is kept in eval mode, and every
-        head reads pooled features."""
+        backbone, tower, hooked or fusion module weight trains and the backbone is kept in eval
+        mode, and every head reads pooled features."""
         if any(p.requires_grad for p in self.backbone.parameters()) or "backbone" not in self._keep_eval:
             return False
-        if any(m.points() and any(p.requires_grad for p in m.parameters()) for m in self.inserts.values()):
+        if any(p.requires_grad for p in self.towers.parameters()):
+            return False
+        if any((m.points() or getattr(m, "fuses", None)) and any(p.requires_grad for p in m.parameters()) for m in self.inserts.values()):
             return False
         return all(h.reads == "pooled" for h in self.heads.values())
 

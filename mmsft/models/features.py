@@ -7,7 +7,7 @@ someone reads: every layer's states cost memory, full-vocabulary logits cost a G
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -28,7 +28,10 @@ class Features:
     ``maps``: image feature maps of the backbone's ``out_indices`` with their ``strides``;
     ``hidden``: block index -> that block's output, for the requested blocks;
     ``logits``: LM backbones, the vocabulary logits of the requested trailing positions;
-    ``raw``: the wrapped model's own output object (e.g. BERT's ``pooler_output``)."""
+    ``raw``: the wrapped model's own output object (e.g. BERT's ``pooler_output``);
+    ``towers``: the features of the model's other backbones (an image beside a text), by tower name;
+    ``joint``: set by a fusion module: ``joint(i, j)`` -> (P, width) joint representations of sample
+    ``i[p]`` of this backbone with sample ``j[p]`` of the fused tower (paired rows: ``i == j``)."""
 
     tokens: Optional[torch.Tensor] = None
     attention_mask: Optional[torch.Tensor] = None
@@ -37,3 +40,10 @@ class Features:
     hidden: dict[int, torch.Tensor] = field(default_factory=dict)
     logits: Optional[torch.Tensor] = None
     raw: Any = None
+    towers: dict[str, "Features"] = field(default_factory=dict)
+    joint: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
+
+    @property
+    def batch_size(self) -> int:
+        ref = self.tokens if self.tokens is not None else (self.maps[-1] if self.maps else self.logits)
+        return int(ref.shape[0])

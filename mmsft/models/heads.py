@@ -66,7 +66,8 @@ def default_pooling(backbone) -> str:
 
 @dataclass
 class ClassificationOptions:
-    pooling: Literal["auto", "cls", "mean", "pooler", "last", "gap"] = "auto"  # auto: the backbone's own (see default_pooling)
+    # auto: the backbone's own (see default_pooling); joint: a fusion module's joint vector of a sample's text and image
+    pooling: Literal["auto", "cls", "mean", "pooler", "last", "gap", "joint"] = "auto"
     dropout: float = 0.1
     hidden: int = 0  # > 0 adds a hidden layer (GELU) before the output layer
 
@@ -103,6 +104,14 @@ class ClassificationHead(Head):
     def pool(self, features: Features, batch: dict) -> torch.Tensor:
         if self.pooling == "gap":
             return features.maps[-1].mean((2, 3))
+        if self.pooling == "joint":
+            if features.joint is None:
+                from ..errors import UserError
+
+                raise UserError("pooling 'joint' needs a fusion module and the tower's inputs", where="model.heads.*.options.pooling",
+                                expected="model.modules: [{type: late_concat | gated | cross_attention}]")
+            rows = torch.arange(features.batch_size, device=features.tokens.device)
+            return features.joint(rows, rows)
         return POOLERS.get(self.pooling)(features.tokens, features.attention_mask, features.raw)
 
     def forward(self, pooled: torch.Tensor, batch: dict) -> dict:

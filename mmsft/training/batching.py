@@ -73,4 +73,4 @@ def cache_features(model, prepared: Prepared, batch_size: int, device) -> Prepar
                     labels[key][i] = batch[key][j].cpu()
         splits[split] = FeatureDataset({h: torch.stack(v) for h, v in pooled.items()}, {k: torch.stack(v) for k, v in labels.items()})
     # keep token lengths so batches are composed exactly as in uncached training
-    return Prepared(splits, stack_collate, prepared.lengths, prepared.groups)
+    return Prepared(splits, stack_collate, prepared.lengths, prepared.groups, extra=prepared.extra)

@@ -14,3 +14,4 @@ class Prepared:
     lengths: dict[str, list[int]]
     groups: dict[str, list[int]] = field(default_factory=dict)  # train-sample group ids for balanced samplers ("class", "cluster")
     deterministic_train: bool = True  # False when train samples are randomly transformed (image augmentation): no feature cache
+    extra: dict = field(default_factory=dict)  # the kind's own per-split data (kept when features are cached)

@@ -1,4 +1,5 @@
-"""Loss registry for classification heads: cross-entropy (+ label smoothing), class-weighted, focal."""
+"""Loss registry for classification heads: cross-entropy (+ label smoothing), class-weighted, focal, and
+binary cross-entropy for multi-label heads."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -39,6 +40,17 @@ def focal(spec, weights: Optional[torch.Tensor] = None) -> LossFn:
             w = weights.to(logits.device)[labels]
             return (per * w).sum() / w.sum()
         return per.mean()
+
+    return loss
+
+
+@LOSSES.register("binary_cross_entropy")
+def binary_cross_entropy(spec, weights: Optional[torch.Tensor] = None) -> LossFn:
+    """Multi-label: one independent sigmoid per class against a multi-hot row (``weights``: per class)."""
+
+    def loss(logits, labels):
+        pos = weights.to(logits.device) if weights is not None else None
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos)
 
     return loss
 

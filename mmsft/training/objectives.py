@@ -26,6 +26,13 @@ class Objective:
     def parse_options(cls, raw: dict, path: str = "objective") -> Any:
         return from_dict(cls.Options, raw or {}, path)
 
+    def bind(self, prepared) -> None:
+        """Called with the run's prepared data before training (task ids, teacher inputs...)."""
+
+    def batch_sampler(self, spec, lengths, num_replicas: int = 1, rank: int = 0):
+        """A batch sampler of the objective's own, or None for the runner's length-grouped one."""
+        return None
+
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 

@@ -98,3 +98,76 @@ class ResumableBatchSampler:
     def __len__(self) -> int:
         full = (len(self.lengths) + self.batch_size - 1) // self.batch_size
         return full // self.num_replicas - self.skip if self.num_replicas > 1 else full - self.skip
+
+
+def group_batches(lengths: Sequence[int], groups: Sequence[int], batch_size: int, seed: int, epoch: int,
+                  mode: str = "proportional", temperature: float = 2.0, active: Optional[set] = None,
+                  group_by_length: bool = True) -> list[list[int]]:
+    """Batches that each hold one group only (multi-task: one task per batch), in a schedule:
+
+    * ``proportional``: every group's batches once, shuffled together (groups appear as often as
+      their sizes say);
+    * ``temperature``: the same number of batches, each drawn from group g with probability
+      proportional to n_g ** (1 / T) (T = 1 is proportional, large T tends to uniform), cycling
+      through a group's shuffled batches (reshuffled at every wrap);
+    * ``round_robin``: groups in turn, each cycling through its batches.
+
+    ``active`` restricts the epoch to some groups (tasks that stopped early).  Deterministic in
+    (seed, epoch), so mid-epoch resume stays exact."""
+    rng = random.Random(seed * 100_003 + epoch)
+    members: dict[int, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        if active is None or group in active:
+            members[group].append(index)
+    per_group = {}
+    for group in sorted(members):
+        sub = [lengths[i] for i in members[group]]
+        per_group[group] = [[members[group][i] for i in b] for b in epoch_batches(sub, batch_size, rng.randrange(2**31), 0, group_by_length)]
+    total = sum(len(b) for b in per_group.values())
+    if mode == "proportional":
+        out = [b for group in sorted(per_group) for b in per_group[group]]
+        rng.shuffle(out)
+        return out
+    keys = sorted(per_group)
+    if mode == "temperature":
+        weights = [len(members[g]) ** (1 / temperature) for g in keys]
+        schedule = rng.choices(keys, weights=weights, k=total)
+    elif mode == "round_robin":
+        schedule = [keys[i % len(keys)] for i in range(total)]
+    else:
+        raise ValueError(f"unknown sampling mode {mode!r}")
+    cursor = {g: 0 for g in keys}
+    out = []
+    for g in schedule:
+        if cursor[g] == len(per_group[g]):  # wrap: a new shuffled cycle of this group's batches
+            rng.shuffle(per_group[g])
+            cursor[g] = 0
+        out.append(per_group[g][cursor[g]])
+        cursor[g] += 1
+    return out
+
+
+class GroupBatchSampler(ResumableBatchSampler):
+    """``group_batches`` as a resumable batch sampler (``active``: the groups still sampled)."""
+
+    def __init__(self, lengths: Sequence[int], groups: Sequence[int], batch_size: int, seed: int, mode: str = "proportional",
+                 temperature: float = 2.0, group_by_length: bool = True, num_replicas: int = 1, rank: int = 0):
+        super().__init__(lengths, batch_size, seed, group_by_length, num_replicas, rank)
+        if len(groups) != len(lengths):
+            raise ValueError(f"{len(groups)} group ids for {len(lengths)} samples")
+        self.task_groups, self.mode, self.temperature = list(groups), mode, temperature
+        self.active: Optional[set] = None
+
+    def _all(self) -> list[list[int]]:
+        batches = group_batches(self.lengths, self.task_groups, self.batch_size, self.seed, self.epoch, self.mode,
+                                self.temperature, self.active, self.group)
+        if self.num_replicas > 1:
+            usable = len(batches) - len(batches) % self.num_replicas
+            batches = batches[:usable][self.rank :: self.num_replicas]
+        return batches
+
+    def _batches(self) -> list[list[int]]:
+        return self._all()
+
+    def __len__(self) -> int:
+        return len(self._all()) - self.skip

@@ -35,10 +35,14 @@ class ModuleContext:
 
 
 class ModelModule(nn.Module):
-    """Subclasses set ``Options`` and implement ``points`` and ``transform``."""
+    """Subclasses set ``Options`` and implement ``points`` and ``transform`` (a module hooked onto
+    blocks), or set ``fuses`` and implement ``fuse`` (a fusion module joining the backbone's features
+    with a tower's after both ran; it is built with ``towers=`` when ``needs_towers``)."""
 
     Options: type = object
     batch_keys: tuple[str, ...] = ()
+    needs_towers = False
+    fuses: str | None = None  # the tower a fusion module joins the backbone's features with
 
     def __init__(self, backbone, options):
         super().__init__()
@@ -60,8 +64,11 @@ class ModelModule(nn.Module):
         """The new output of block ``index`` (``hidden``: (B, T, H) token states or (B, C, H, W) maps)."""
         return hidden
 
+    def fuse(self, features) -> None:
+        """Fusion modules: set ``features.joint`` from ``features`` and ``features.towers[self.fuses]``."""
 
-def build_modules(specs: list[Any], backbone) -> dict[str, ModelModule]:
+
+def build_modules(specs: list[Any], backbone, towers: dict | None = None) -> dict[str, ModelModule]:
     """``model.modules`` entries -> {name: module}, options parsed by each module type's schema."""
     from ...config import from_dict
 
@@ -72,5 +79,5 @@ def build_modules(specs: list[Any], backbone) -> dict[str, ModelModule]:
         if name in out:
             raise UserError(f"two modules are named '{name}'", where=f"model.modules[{i}].name", expected="distinct names")
         options = spec.options if isinstance(spec.options, cls.Options) else from_dict(cls.Options, spec.options or {}, f"model.modules[{i}].options")
-        out[name] = cls(backbone, options)
+        out[name] = cls(backbone, options, towers=towers or {}) if cls.needs_towers else cls(backbone, options)
     return out

@@ -1,0 +1,117 @@
+"""The ``multitask`` objective: several tasks' heads on one backbone, one task per batch.
+
+Batches come from a ``GroupBatchSampler`` over the tasks (``sampling``: proportional, temperature
+with ``temperature`` T, round_robin); a batch carries the head it trains (``heads``), and its loss is
+scaled by that task's ``weights`` entry (default 1).  ``stopping: per_task`` stops sampling a task
+whose validation metric has not improved for ``patience`` evaluations and restores that task's head
+to its best weights at the end; ``combined`` (the default) leaves early stopping to the runner, on
+the mean of the members' metrics or on any one of them (``train.early_stopping.metric``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from ..errors import UserError
+from ..registry import OBJECTIVES
+from .callbacks import Callback
+from .objectives import Objective
+from .sampling import GroupBatchSampler
+
+
+@dataclass
+class MultitaskOptions:
+    sampling: Literal["proportional", "temperature", "round_robin"] = "proportional"
+    temperature: float = 2.0  # sampling: temperature -> task probability proportional to size ** (1 / T)
+    weights: dict[str, float] = field(default_factory=dict)  # task -> loss weight (default 1)
+    stopping: Literal["combined", "per_task"] = "combined"
+    patience: int = 2  # per_task: evaluations without improvement before a task stops being sampled
+
+    def validate(self, path: str) -> None:
+        if self.temperature <= 0 or self.patience < 1 or any(w < 0 for w in self.weights.values()):
+            raise UserError("temperature must be > 0, patience >= 1 and weights >= 0", where=path)
+
+
+@OBJECTIVES.register("multitask")
+class Multitask(Objective):
+    Options = MultitaskOptions
+
+    def __init__(self, options: MultitaskOptions):
+        super().__init__(options)
+        self.sampler, self.tasks, self.metrics, self.groups = None, [], {}, []
+
+    def bind(self, prepared) -> None:
+        """The kind's task list (group id -> head name), each sample's task and each task's monitored key."""
+        if "tasks" not in prepared.extra:
+            raise UserError("the multitask objective needs a multi-task run", where="objective.name", expected="kind: multitask")
+        self.tasks, self.groups = list(prepared.extra["tasks"]), list(prepared.groups["task"])
+        self.metrics = dict(prepared.extra["task_metrics"])
+        unknown = sorted(set(self.options.weights) - set(self.tasks))
+        if unknown:
+            raise UserError(f"weights name tasks {unknown} that the run does not have", where="objective.weights",
+                            expected="some of: " + ", ".join(self.tasks))
+
+    def batch_sampler(self, spec, lengths, num_replicas: int = 1, rank: int = 0):
+        self.sampler = GroupBatchSampler(lengths, self.groups, spec.batch_size, spec.seed, self.options.sampling,
+                                         self.options.temperature, spec.group_by_length, num_replicas, rank)
+        return self.sampler
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:
+        heads = batch.get("heads")
+        if not heads or len(heads) != 1:
+            raise ValueError("a multi-task batch names the one head it trains (batch['heads'])")
+        out = model(**batch)
+        weight = self.options.weights.get(heads[0], 1.0)
+        return (out["loss"] * weight if weight != 1.0 else out["loss"]), {}
+
+    def callbacks(self) -> list:
+        return [PerTaskStopping(self)] if self.options.stopping == "per_task" else []
+
+
+class PerTaskStopping(Callback):
+    """Per task: best validation value, evaluations without improvement, its head's best weights."""
+
+    def __init__(self, objective: Multitask):
+        self.objective, self.best, self.bad, self.heads = objective, {}, {}, {}
+
+    def on_evaluate(self, runner, state, metrics: dict) -> None:
+        obj = self.objective
+        model = runner.accelerator.unwrap_model(runner.model)
+        for group, task in enumerate(obj.tasks):
+            value = metrics.get(obj.metrics[task])
+            if value is None:
+                continue
+            if task not in self.best or value > self.best[task]:
+                self.best[task], self.bad[task] = value, 0
+                self.heads[task] = {k: v.detach().cpu().clone() for k, v in model.heads[task].state_dict().items()}
+            else:
+                self.bad[task] = self.bad.get(task, 0) + 1
+        stopped = {g for g, t in enumerate(obj.tasks) if self.bad.get(t, 0) >= obj.options.patience}
+        if obj.sampler is not None and stopped:
+            obj.sampler.active = set(range(len(obj.tasks))) - stopped or None  # takes effect from the next epoch
+
+    @torch.no_grad()
+    def on_train_end(self, runner, state) -> None:
+        model = runner.accelerator.unwrap_model(runner.model)
+        for task, weights in self.heads.items():
+            model.heads[task].load_state_dict(weights)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {f"head.{t}.{k}": v for t, w in self.heads.items() for k, v in w.items()}
+        for task in self.best:
+            out[f"score.{task}"] = torch.tensor([self.best[task], float(self.bad.get(task, 0))], dtype=torch.float64)
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for key, value in state.items():
+            kind, task, *rest = key.split(".", 2)
+            if kind == "score":
+                self.best[task], self.bad[task] = float(value[0]), int(value[1])
+            else:
+                self.heads.setdefault(task, {})[rest[0]] = value
+        obj = self.objective
+        stopped = {g for g, t in enumerate(obj.tasks) if self.bad.get(t, 0) >= obj.options.patience}
+        if obj.sampler is not None and stopped:
+            obj.sampler.active = set(range(len(obj.tasks))) - stopped or None
