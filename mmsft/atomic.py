@@ -19,6 +19,14 @@ its complete old content or its complete new content, never a mix or a truncated
 Temporary names are ``.<target name>.<random>.tmp`` (``.old`` for a replaced folder on its way out),
 so globs over target names (``step-*``, ``*.json``) never match them.
 
+Fault injection (``mmsft.faults``) can SIGKILL the process at each commit step (``write``: a file
+fsync-ed in its temporary name; ``folder`` / ``folder.swap``: a folder before its rename and between
+the two renames of a replacement; ``remove``: a folder renamed aside, not yet deleted), which is how
+``benchmarks/faults.py`` proves that a kill there leaves the old state or the new one.
+
+``FolderLock(folder)``: an exclusive ``fcntl`` lock held for a run, so that two processes never write
+one run folder (two trainings into the same new ``--output``, two resumes of one run).
+
 Only the standard library is imported here (safetensors/torch lazily inside ``save_safetensors``):
 this module sits below every other mmsft module.
 """
@@ -36,7 +44,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
+from .faults import point as fault_point
+
 PathLike = Union[str, "os.PathLike[str]"]
+
+# errors of the machine rather than of mmsft (disk full, quota, read-only or unwritable folder, ...): the CLI
+# reports them in one line with exit 2 instead of a traceback
+RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                             errno.EISDIR, errno.EFBIG, errno.ENAMETOOLONG, errno.EMFILE, errno.ENFILE})
 
 TEMP_SUFFIX = ".tmp"
 OLD_SUFFIX = ".old"
@@ -142,12 +157,15 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         if not tmp.is_file():
             raise FileNotFoundError(f"{tmp}: the writer removed its temporary file instead of writing {target}")
         fsync_file(tmp)
+        fault_point("write", target)
         os.replace(tmp, target)
         fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         if fd >= 0:
             os.close(fd)
         _remove(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc  # name the file (a failed write() does not)
         raise
 
 
@@ -202,7 +220,25 @@ def save_safetensors(path: PathLike, tensors: Mapping[str, Any], metadata: Optio
             seen.add(ptr)
         prepared[key] = value
     meta = {str(k): str(v) for k, v in metadata.items()} if metadata else None
-    return atomic_write(path, lambda tmp: save_file(prepared, str(tmp), metadata=meta))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(prepared, str(tmp), metadata=meta)
+        except Exception as exc:  # safetensors reports a failed write (disk full) as its own error type
+            code = _os_error_code(str(exc))
+            if code is None:
+                raise
+            raise OSError(code, os.strerror(code), str(path)) from exc
+
+    return atomic_write(path, write)
+
+
+def _os_error_code(message: str) -> Optional[int]:
+    """The errno inside a Rust ``std::io::Error`` message (``... (os error 28)`` or ``Os { code: 28, ... }``)."""
+    import re
+
+    match = re.search(r"os error (\d+)|Os \{ code: (\d+)", message)
+    return int(match.group(1) or match.group(2)) if match else None
 
 
 # -- folders --------------------------------------------------------------------------------------
@@ -227,10 +263,12 @@ def install_folder(src: PathLike, target: PathLike, *, replace: bool = False) ->
     """
     src, target = Path(src), Path(target)
     fsync_tree(src)
+    fault_point("folder", target)
     old = None
     if replace and _non_empty(target):
         old = _temp_sibling(target, OLD_SUFFIX)
         os.rename(target, old)
+        fault_point("folder.swap", target)
     try:
         os.rename(src, target)  # fails on a non-empty folder or a file: no check-then-act race
     except OSError as exc:
@@ -280,6 +318,7 @@ def remove_tree(path: PathLike) -> None:
     old = _temp_sibling(path, OLD_SUFFIX)
     os.rename(path, old)
     fsync_dir(path.parent)
+    fault_point("remove", path)
     _remove(old)
 
 
@@ -302,3 +341,78 @@ def remove_temps(parent: PathLike, name: str = "*") -> list[Path]:
     for path in removed:
         _remove(path)
     return removed
+
+
+# -- one writer per folder ------------------------------------------------------------------------
+LOCK_NAME = ".mmsft.lock"
+
+
+class FolderLocked(Exception):
+    """Another process holds the folder's lock; ``holder`` is what it wrote there (its pid)."""
+
+    def __init__(self, folder: Path, holder: str):
+        self.folder, self.holder = Path(folder), holder
+        super().__init__(f"{folder} is locked by another process{f' (pid {holder})' if holder else ''}")
+
+
+class FolderLock:
+    """An exclusive, non-blocking ``fcntl.flock`` on ``folder/.mmsft.lock``, held until ``release()``.
+
+    Why flock: the kernel drops it when the holder dies, SIGKILL included, so a crashed run never
+    leaves a stale lock behind (the file may stay; the next taker reuses it).  The file is removed on
+    release; a taker that opened it just before that removal notices (the path no longer names the
+    file it locked) and retries, so two processes can never both believe they hold it.  Where
+    ``fcntl`` does not exist (Windows) the lock is a no-op.  ``with FolderLock(folder): ...`` also works.
+    """
+
+    def __init__(self, folder: PathLike):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> "FolderLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip()
+                os.close(fd)
+                raise FolderLocked(self.folder, holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                mine = os.fstat(fd)
+                current = os.stat(self.path)
+                if (mine.st_ino, mine.st_dev) == (current.st_ino, current.st_dev):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # the previous holder removed the file after we opened it: lock the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # while still locked: nobody can be holding the file we delete
+        os.close(self._fd)
+        self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -27,7 +27,8 @@ def load_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"invalid YAML: {getattr(exc, 'problem', exc)}", where=where) from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]  # a ReaderError has no .problem, a multi-line str
+        raise UserError(f"invalid YAML: {problem}", where=where) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

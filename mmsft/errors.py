@@ -20,7 +20,8 @@ class UserError(Exception):
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.expected:
             text += f" (expected {self.expected})"
-        return text
+        # one line whatever the input held: a newline or carriage return quoted from a file or the command line is escaped
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def suggest(name: str, choices) -> str:

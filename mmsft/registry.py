@@ -45,9 +45,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         self._load()
-        if name not in self._items:
+        if not isinstance(name, str) or name not in self._items:  # a YAML list or mapping where a name belongs
             raise UserError(
-                f"unknown {self.kind} '{name}'.{suggest(name, self._items)}",
+                f"unknown {self.kind} '{name}'.{suggest(str(name), self._items)}",
                 expected="one of: " + ", ".join(sorted(self._items)),
             )
         return self._items[name]
@@ -70,12 +70,12 @@ class Registry(Generic[T]):
 
 # -- root registries: filled by the packages named in ``locations`` ---------------------------------
 KINDS: Registry = Registry("task kind", ["mmsft.kinds"])
-ADAPTERS: Registry = Registry("adapter method", ["mmsft.adapters"])
+ADAPTERS: Registry = Registry("adapter method", ["mmsft.adapters", "mmsft.compress.adapter"])
 BACKBONE_FAMILIES: Registry = Registry("backbone family", ["mmsft.models.text", "mmsft.generation.backbone", "mmsft.vision.trunk"])
-HEADS: Registry = Registry("head", ["mmsft.models.heads", "mmsft.generation.head", "mmsft.vision.heads"])
+HEADS: Registry = Registry("head", ["mmsft.models.heads", "mmsft.models.matching", "mmsft.generation.head", "mmsft.vision.heads"])
 POOLERS: Registry = Registry("pooling", ["mmsft.models.pooling"])
-MODULES: Registry = Registry("model module", ["mmsft.models.modules"])
-OBJECTIVES: Registry = Registry("objective", ["mmsft.training.objectives"])
-CALLBACKS: Registry = Registry("callback", ["mmsft.training.callbacks"])
+MODULES: Registry = Registry("model module", ["mmsft.models.modules", "mmsft.distill.projection"])
+OBJECTIVES: Registry = Registry("objective", ["mmsft.training.objectives", "mmsft.training.multitask", "mmsft.adaptation.dann", "mmsft.distill.objective"])
+CALLBACKS: Registry = Registry("callback", ["mmsft.training.callbacks", "mmsft.training.trackers"])
 LOSSES: Registry = Registry("loss", ["mmsft.training.losses"])
 SCHEDULES: Registry = Registry("LR schedule", ["mmsft.training.schedules"])

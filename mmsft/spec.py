@@ -81,7 +81,11 @@ class TrainSpec:
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     cpu_allocator: Literal["keep", "system"] = "keep"  # keep: reuse freed memory on CPU (see mmsft.training.cpu_memory)
     cache_features: bool = True  # frozen deterministic backbone: encode once, train the heads
+    # a NaN / inf loss or gradient (not an fp16 overflow, which accelerate's grad scaler handles): stop the run
+    # with the step number, keeping the last good checkpoint, or skip that optimizer step (counted, logged)
+    nonfinite: Literal["stop", "skip"] = "stop"
     callbacks: list[Any] = field(default_factory=list)  # [{name: ema, decay: 0.999}]: see mmsft.training.callbacks
+    report_to: list[Literal["tensorboard", "mlflow", "jsonl"]] = field(default_factory=list)  # experiment trackers (mmsft.training.trackers); off by default
     early_stopping: EarlyStoppingSpec = field(default_factory=EarlyStoppingSpec)
 
     def validate(self, path: str) -> None:
@@ -124,6 +128,7 @@ class ModelSpec:
     max_length: int = 128
     heads: dict[str, HeadSpec] = field(default_factory=dict)  # default: the task kind's own head
     modules: list[ModuleSpec] = field(default_factory=list)
+    towers: dict[str, str] = field(default_factory=dict)  # other backbones by name, e.g. {image: mobilenet-v2} (kinds that take them)
 
     def validate(self, path: str) -> None:
         _at_least(self, path, max_length=1)
@@ -149,6 +154,7 @@ class RunConfig:
     train: TrainSpec = field(default_factory=TrainSpec)
     adapters: dict[str, AdapterSpec] = field(default_factory=lambda: {"full": AdapterSpec()})
     objective: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
+    knowledge: Any = None  # a knowledge base used at training and inference: mmsft.knowledge.config.KnowledgeSpec
     output_dir: Optional[str] = None
 
     @property
@@ -273,11 +279,42 @@ def check_plugins(cfg: RunConfig) -> None:
     callbacks, loss, schedule) and every name the config refers to, before anything is built."""
     from .adapters.stack import check_stack
     from .config import from_dict as parse
+    from .knowledge.config import check_knowledge
     from .registry import ADAPTERS, HEADS, KINDS, LOSSES, MODULES, OBJECTIVES, SCHEDULES
     from .training.callbacks import parse_callbacks
 
     kind = KINDS.get(cfg.kind)
     cfg.data = kind.parse_data(cfg.data)
+    kind.check_heads(cfg)
+    for name in cfg.model.towers:
+        if name not in kind.tower_families:
+            raise UserError(f"a {kind.name} task takes no tower '{name}'", where=f"model.towers.{name}",
+                            expected="one of: " + (", ".join(kind.tower_families) or "(none)"))
+    for i, module in enumerate(cfg.model.modules):
+        cls = MODULES.get(module.type)
+        module.options = module.options if isinstance(module.options, cls.Options) else parse(cls.Options, module.options or {}, f"model.modules[{i}].options")
+    if not cfg.adapters:
+        raise UserError("a run needs at least one adapter", where="adapters", expected="e.g. full, lora or frozen")
+    for name, spec in cfg.adapters.items():
+        spec.options = ADAPTERS.get(spec.method).parse_options(spec.options, f"adapters.{name}.options")
+    check_stack(cfg.adapters)
+    if not isinstance(cfg.objective or {}, dict):
+        raise UserError("objective is not a mapping", where="objective", expected="{name: single | multitask | ..., options}")
+    objective = dict(cfg.objective or {})
+    OBJECTIVES.get(objective.pop("name", "single")).parse_options(objective)
+    parse_callbacks(cfg.train.callbacks)
+    LOSSES.get(cfg.loss.name)
+    SCHEDULES.get(cfg.train.schedule)
+    check_knowledge(cfg, kind)
+    _resolve_early_stopping(cfg.train.early_stopping, kind.validation_keys(cfg), kind.key_direction)
+
+
+def check_heads(cfg: RunConfig, kind) -> None:
+    """``model.heads`` (the kind's default head when empty): types fit the kind, options parsed by each
+    head type's schema, losses and metrics known and fitting (``TaskKind.check_heads`` calls it)."""
+    from .config import from_dict as parse
+    from .registry import HEADS, LOSSES
+
     if not cfg.model.heads:
         cfg.model.heads = {name: parse(HeadSpec, raw, f"model.heads.{name}") for name, raw in kind.default_heads().items()}
     for name, head in cfg.model.heads.items():
@@ -291,34 +328,18 @@ def check_plugins(cfg: RunConfig) -> None:
         head.options = head.options if isinstance(head.options, cls.Options) else parse(cls.Options, head.options or {}, f"{where}.options")
         LOSSES.get((head.loss or cfg.loss).name)
         kind.check_metrics(head.metrics if head.metrics is not None else cfg.metrics, f"{where}.metrics" if head.metrics is not None else "metrics")
-    for i, module in enumerate(cfg.model.modules):
-        cls = MODULES.get(module.type)
-        module.options = module.options if isinstance(module.options, cls.Options) else parse(cls.Options, module.options or {}, f"model.modules[{i}].options")
-    if not cfg.adapters:
-        raise UserError("a run needs at least one adapter", where="adapters", expected="e.g. full, lora or frozen")
-    for name, spec in cfg.adapters.items():
-        spec.options = ADAPTERS.get(spec.method).parse_options(spec.options, f"adapters.{name}.options")
-    check_stack(cfg.adapters)
-    objective = dict(cfg.objective or {})
-    OBJECTIVES.get(objective.pop("name", "single")).parse_options(objective)
-    parse_callbacks(cfg.train.callbacks)
-    LOSSES.get(cfg.loss.name)
-    SCHEDULES.get(cfg.train.schedule)
-    _resolve_early_stopping(cfg.train.early_stopping, kind.validation_keys(cfg))
 
 
-def _resolve_early_stopping(es: EarlyStoppingSpec, keys: list[str]) -> None:
+def _resolve_early_stopping(es: EarlyStoppingSpec, keys: list[str], key_direction) -> None:
     """The monitored metric must be one the task's validation reports; ``None`` / ``auto`` are resolved
     (and saved so in the run's config.yaml)."""
-    from .metrics import key_direction
-
     if es.metric is None:
         es.metric = keys[0]
     if es.metric not in keys:
         raise UserError(f"'{es.metric}' is not a validation metric of this task.{suggest(es.metric, keys)}",
                         where="train.early_stopping.metric", expected="one of: " + ", ".join(keys))
     if es.mode == "auto":
-        direction = key_direction(es.metric.rsplit("/", 1)[-1])
+        direction = key_direction(es.metric)
         if direction is None:
             raise UserError(f"'{es.metric}' has no better direction", where="train.early_stopping.mode", expected="max or min")
         es.mode = "max" if direction else "min"

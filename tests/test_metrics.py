@@ -23,7 +23,9 @@ MULTI_REFS = [["the cat is on the mat", "a cat sat on the mat"], ["hello world"]
 def test_registry_covers_every_script():
     scripts = {p.stem for p in M.MODULES_DIR.glob("*.py") if not p.stem.startswith("_")}
     assert {Path(M.METRICS.get(name)).stem for name in M.METRICS.names()} == scripts
-    assert len(M.METRICS.names()) == 12 and len(scripts) == 10  # the three macro scores share one
+    # one script each, except: the three macro scores share one, so do groundedness and hallucinated_placeholders,
+    # and multilabel_map and micro_f1
+    assert len(M.METRICS.names()) == 18 and len(scripts) == 14
 
 
 def test_macro_scores_are_one_script_with_three_config_names():
@@ -207,14 +209,19 @@ def test_bad_inputs_are_user_errors():
 
 
 _SAMPLES = {"int": (PREDS, REFS), "text": (HYPS, MULTI_REFS),
-            "det": ([_det([[0, 0, 10, 10]], [0], [0.9])], [_det([[0, 0, 10, 10]], [0])])}
+            "det": ([_det([[0, 0, 10, 10]], [0], [0.9])], [_det([[0, 0, 10, 10]], [0])]),
+            "multilabel": ([[0.9, 0.2, 0.6], [0.1, 0.8, 0.3]], [[1, 0, 1], [0, 1, 0]]),
+            "similarity": ([[0.9, 0.1], [0.2, 0.7], [0.6, 0.3]], [[0], [1], [0]])}
 _KINDS = {"bleu": "text", "chrf": "text", "rouge_l": "text", "exact_match": "text",
-          "length_ratio": "text", "eos_rate": "text", "detection_map": "det"}
+          "length_ratio": "text", "eos_rate": "text", "detection_map": "det",
+          "groundedness": "text", "hallucinated_placeholders": "text", "knowledge_f1": "text"}
 
 
 def _run(name):
-    preds, refs = _SAMPLES[_KINDS.get(name, "int")]
-    return M.compute(name, preds, refs, stopped_by_eos=[True] * len(preds))
+    inputs = M.spec(name).inputs
+    preds, refs = _SAMPLES[inputs if inputs in ("multilabel", "similarity") else _KINDS.get(name, "int")]
+    return M.compute(name, preds, refs, stopped_by_eos=[True] * len(preds), knowledge=[["the mat", "a fox"]] * len(preds),
+                     sources=["a cat"] * len(preds))
 
 
 def _scalar_keys(result):

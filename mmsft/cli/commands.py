@@ -55,19 +55,41 @@ def _eval(p):
     p.set_defaults(func=run)
 
 
-@command("predict", "Predict with a trained run on inputs given on the command line.")
+@command("predict", "Predict with a trained run on inputs given on the command line, or in bulk from a file or "
+                    "folder (--input FILE|FOLDER --output preds.jsonl).")
 def _predict(p):
     p.add_argument("run", help="run folder written by `mmsft train`")
-    p.add_argument("inputs", nargs="+", help="texts (or image paths for image tasks)")
-    p.add_argument("--out", metavar="DIR", help="image tasks: folder for the annotated images and JSON boxes (default: RUN/predictions)")
+    p.add_argument("inputs", nargs="*", help="texts (or image paths for image tasks)")
+    p.add_argument("--out", metavar="DIR", help="image tasks: folder for the annotated images and JSON boxes (default: RUN/predictions; "
+                                                "with --input: none unless given)")
     p.add_argument("--task", help="multi-task runs: the member task whose head predicts")
+    bulk = p.add_argument_group("bulk prediction (mmsft.bulk)")
+    bulk.add_argument("--input", metavar="FILE|FOLDER", help="a .csv / .tsv / .jsonl / .txt file of inputs, or a folder of images")
+    bulk.add_argument("--output", metavar="FILE", help="JSON lines, one per input, with the input's id first (required with --input)")
+    bulk.add_argument("--batch-size", type=int, help="inputs per predict call (default: the run's train.eval_batch_size)")
+    bulk.add_argument("--text-column", help="the input column (default: the task's text / source column, else 'text')")
+    bulk.add_argument("--id-column", help="the id column kept in the output (default: 'id' when present, else the row number)")
     _add_run_overrides(p)
 
     def run(args):
-        from ..pipeline import predict_run
+        from ..errors import UserError
 
         if args.task:
             args.overrides = [*args.overrides, f"data.predict_task={args.task}"]
+        if args.input or args.output:
+            if args.inputs or not (args.input and args.output):
+                raise UserError("bulk prediction takes --input and --output and no positional inputs", where="command line",
+                                expected="mmsft predict RUN --input FILE|FOLDER --output preds.jsonl")
+            from ..bulk import predict_file
+
+            summary = predict_file(args.run, args.input, args.output, batch_size=args.batch_size, text_column=args.text_column,
+                                   id_column=args.id_column, out_dir=args.out, overrides=args.overrides)
+            print(json.dumps(summary))
+            return 0
+        if not args.inputs:
+            raise UserError("nothing to predict", where="command line", expected="inputs, or --input FILE --output preds.jsonl")
+        from ..pipeline import predict_run
+
         for row in predict_run(args.run, args.inputs, args.out, args.overrides):
             print(json.dumps(row, ensure_ascii=False))
     p.set_defaults(func=run)

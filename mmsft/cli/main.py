@@ -1,4 +1,5 @@
-"""Entry point: builds argparse from the command registry; user errors exit 2 with one message."""
+"""Entry point: builds argparse from the command registry; user errors (and the machine's: a full disk, a
+read-only folder) exit 2 with one message."""
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # key=value overrides may follow options (argparse stops positionals at an option)
-        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides = [*args.overrides, *extra]
+    # argparse stops positionals at an option: key=value overrides, and a command's optional positional
+    # inputs (`predict RUN --task T "text"`), may follow options
+    unknown = [e for e in extra if e.startswith("-") or not (hasattr(args, "overrides") and "=" in e or isinstance(getattr(args, "inputs", None), list))]
+    if unknown:
+        parser.error("unrecognized arguments: " + " ".join(unknown))
+    for e in extra:
+        if hasattr(args, "overrides") and "=" in e:
+            args.overrides = [*args.overrides, e]
         else:
-            parser.error("unrecognized arguments: " + " ".join(extra))
+            args.inputs = [*args.inputs, e]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -53,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"mmsft: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the machine's fault (disk full, read-only, permission): one line, not a traceback
+        from ..atomic import RESOURCE_ERRNOS
+
+        if exc.errno not in RESOURCE_ERRNOS:
+            raise
+        print(f"mmsft: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mmsft: interrupted (a run can continue from its last checkpoint with --resume)", file=sys.stderr)
         return 130

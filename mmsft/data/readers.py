@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..registry import Registry
 
 Reader = Callable[..., list[dict]]
-READERS: Registry[Reader] = Registry("data format")
+READERS: Registry[Reader] = Registry("data format", locations=["mmsft.data.tables"])
 
 
 def read_text(path: Path, encoding: str) -> str:
@@ -27,6 +27,9 @@ def read_text(path: Path, encoding: str) -> str:
         raise UserError("data file is empty", where=str(path))
     try:
         return raw.decode(encoding)
+    except LookupError:  # not a codec name (or not a text codec: base64, zlib, ...)
+        raise UserError(f"unknown text encoding {encoding!r}", where="data.encoding",
+                        expected="a Python codec name such as utf-8, latin-1, cp1252") from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise UserError(
@@ -44,8 +47,14 @@ def _pick_column(header: list[str], wanted: str | list[str], path: Path, role: s
     raise UserError(
         f"missing {role} column {' or '.join(repr(o) for o in options)}",
         where=f"{path}:1",
-        expected="columns " + ", ".join(repr(h) for h in header),
+        expected="columns " + column_list(header),
     )
+
+
+def column_list(header: list[str], most: int = 12) -> str:
+    """A header for an error message: one line, however long or odd the first row of the file is."""
+    names = [repr(h if len(h) <= 40 else h[:37] + "...") for h in header[:most]]
+    return ", ".join(names) + (f", ... ({len(header)} in all)" if len(header) > most else "")
 
 
 def _read_delimited(path: Path, *, encoding: str, text_column, label_column: str, delimiter: str, extra_columns=()) -> list[dict]:
@@ -134,11 +143,24 @@ def read_jsonl(path: Path, *, encoding: str, text_column, label_column: str, **_
         except json.JSONDecodeError as exc:
             raise UserError(f"invalid JSON ({exc.msg})", where=f"{path}:{line_no}") from None
         names = [text_column] if isinstance(text_column, str) else text_column
+        where = f"{path}:{line_no}"
+        if not isinstance(record, dict):
+            raise UserError(f"line is a JSON {type(record).__name__}, not an object", where=where,
+                            expected=f"{{{', '.join(repr(n) for n in names[:1])}: ..., {label_column!r}: ...}}")
         text_key = next((n for n in names if n in record), None)
         if text_key is None or label_column not in record:
-            raise UserError("missing text or label field", where=f"{path}:{line_no}", expected=f"keys {names} and {label_column!r}")
-        rows.append({"text": str(record[text_key]), "label": str(record[label_column]), "source": f"{path.name}:{line_no}"})
+            raise UserError("missing text or label field", where=where, expected=f"keys {names} and {label_column!r}")
+        text, label = record[text_key], record[label_column]
+        if not isinstance(text, str):
+            raise UserError(f"'{text_key}' is a JSON {_json_type(text)}", where=where, expected="a string")
+        if isinstance(label, bool) or not isinstance(label, (str, int)):
+            raise UserError(f"'{label_column}' is a JSON {_json_type(label)}", where=where, expected="a string or an integer class id")
+        rows.append({"text": text, "label": str(label).strip(), "source": f"{path.name}:{line_no}"})
     return rows
+
+
+def _json_type(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def expand(root: Path, patterns: str | Iterable[str]) -> list[Path]:

@@ -62,13 +62,23 @@ _register("accuracy")
 for _score in ("f1", "precision", "recall"):
     _register(f"{_score}_macro", options=_CLASSES, script="macro_average", config_name=_score)
 _register("confusion_matrix", higher_is_better=None, options=_CLASSES, keys=())
-_register("bleu", options=("tokenize", "lowercase"), inputs="text")
+_register("bleu", options=("tokenize", "lowercase", "language"), inputs="text")  # language: the target language picks the tokenizer
 _register("chrf", options=("word_order",), inputs="text")
 _register("rouge_l", options=("tokenizer",), inputs="text")
 _register("exact_match", inputs="text")
 _register("eos_rate", predictions_from="stopped_by_eos", inputs="text")
 _register("length_ratio", higher_is_better=None, inputs="text")
+_KNOWLEDGE = ("knowledge", "sources")  # the passages each sample retrieved, and its input
+_register("groundedness", "supported_content_share", options=_KNOWLEDGE, config_name="support", inputs="text",
+          keys=("supported_content_share", "supported_word_share", "supported_number_share", "supported_placeholder_share"))
+_register("hallucinated_placeholders", "hallucinated_placeholder_rate", higher_is_better=False, options=_KNOWLEDGE,
+          script="groundedness", config_name="hallucination", inputs="text")
+_register("knowledge_f1", options=("knowledge",), inputs="text")
 _register("detection_map", "map50_95", options=("box_format",), keys=("map50", "map50_95"), inputs="boxes")
+_register("multilabel_map", script="multilabel", config_name="map", inputs="multilabel")
+_register("micro_f1", script="multilabel", config_name="micro_f1", inputs="multilabel")
+_register("retrieval_recall", "r_mean", inputs="similarity",
+          keys=tuple(f"r{k}_{d}" for d in ("t2i", "i2t") for k in (1, 5, 10)) + ("r_mean",))
 
 
 def metrics_for(inputs: str) -> tuple[str, ...]:

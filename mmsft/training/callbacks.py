@@ -100,8 +100,11 @@ class ExponentialMovingAverage(Callback):
         self.shadow = {k[len("ema."):]: v.clone() for k, v in state.items() if k.startswith("ema.")}
 
 
-def build_callbacks(specs: list) -> list[Callback]:
-    """``train.callbacks`` entries (``{name, ...options}``) -> callbacks."""
+def build_callbacks(specs: list, report_to=()) -> list[Callback]:
+    """``train.callbacks`` entries (``{name, ...options}``) -> callbacks, then one experiment tracker per
+    ``train.report_to`` name (``mmsft.training.trackers``: tensorboard, mlflow, jsonl) not already listed."""
+    listed = {(s if isinstance(s, str) else dict(s).get("name")) for s in specs or []}
+    specs = [*(specs or []), *(name for name in report_to or () if name not in listed)]
     out = []
     for i, raw in enumerate(specs or []):
         raw = {"name": raw} if isinstance(raw, str) else dict(raw)

@@ -65,6 +65,8 @@ class TrainState:
     bad_evals: int = 0
     stopped_early: bool = False
     history: list = field(default_factory=list)
+    skipped_steps: int = 0  # optimizer steps skipped for a non-finite loss / gradient (train.nonfinite=skip)
+    overflow_steps: int = 0  # optimizer steps the fp16 grad scaler skipped (gradient overflow)
 
 
 def rng_state() -> dict:

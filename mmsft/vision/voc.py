@@ -77,7 +77,12 @@ def _resolve_layout(annotations: Path, image_dir: Optional[Path], split: Optiona
             ids_file = annotations / "ImageSets" / "Main" / f"{split}.txt"
             if not ids_file.is_file():
                 raise UserError(f"split '{split}' has no id list", where=str(ids_file))
-            ids = [ln.split()[0] for ln in ids_file.read_text().splitlines() if ln.strip()]
+            try:
+                text = ids_file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                line = ids_file.read_bytes()[: exc.start].count(b"\n") + 1
+                raise UserError(f"split id list is not UTF-8 ({exc.reason})", where=f"{ids_file}:{line}") from None
+            ids = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
             return [ann_dir / f"{i}.xml" for i in ids], image_dir
     elif annotations.is_dir():
         ann_dir = annotations

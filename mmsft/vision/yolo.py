@@ -31,20 +31,38 @@ def read_data_yaml(path: Union[str, Path]) -> tuple[dict, Path, list[str]]:
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read dataset yaml: {exc}", where=str(path)) from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"dataset yaml is not UTF-8 text ({exc.reason} at byte {exc.start})", where=str(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read dataset yaml: {exc.strerror or exc}", where=str(path)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise UserError(f"invalid dataset yaml: {getattr(exc, 'problem', None) or type(exc).__name__}",
+                        where=f"{path}:{mark.line + 1}" if mark else str(path)) from None
     if not isinstance(data, dict) or "names" not in data:
         raise UserError("dataset yaml has no 'names'", where=str(path), expected="names: [class0, class1, ...]")
     names = data["names"]
+    expected = "names: [class0, class1, ...] or {0: class0, 1: class1, ...}"
     if isinstance(names, dict):
-        keys = sorted(int(k) for k in names)
-        if keys != list(range(len(keys))):
-            raise UserError(f"'names' ids must be 0..{len(keys) - 1}", where=f"{path}: names")
-        names = [names[k] if k in names else names[str(k)] for k in keys]
+        by_id = {}
+        for key, value in names.items():
+            if isinstance(key, bool) or not (isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit())):
+                raise UserError(f"'names' key {key!r} is not a class id", where=f"{path}: names", expected=expected)
+            by_id[int(key)] = value
+        if sorted(by_id) != list(range(len(by_id))):
+            raise UserError(f"'names' ids must be 0..{len(by_id) - 1}", where=f"{path}: names", expected=expected)
+        names = [by_id[k] for k in range(len(by_id))]
+    if not isinstance(names, list) or not names:
+        raise UserError("'names' is not a list of class names", where=f"{path}: names", expected=expected)
+    bad = [n for n in names if not isinstance(n, (str, int, float)) or isinstance(n, bool) or not str(n).strip()]
+    if bad:
+        raise UserError(f"class name {bad[0]!r} is not text", where=f"{path}: names", expected=expected)
     names = [str(n) for n in names]
-    if "nc" in data and int(data["nc"]) != len(names):
-        raise UserError(f"nc={data['nc']} but {len(names)} names", where=f"{path}: nc")
+    if "nc" in data:
+        nc = data["nc"]
+        if isinstance(nc, bool) or not isinstance(nc, int) or nc != len(names):
+            raise UserError(f"nc={nc!r} but {len(names)} names", where=f"{path}: nc", expected=f"nc: {len(names)}")
     root = path.parent
     if data.get("path"):
         declared = Path(str(data["path"])).expanduser()

@@ -74,8 +74,11 @@ def dequantize_gguf(gguf_path: Path):
 
 def convert(gguf_path: Path, dest: Path) -> dict:
     """Write the de-quantized model + tokenizer (chat template, eos/pad/bos kept) into ``dest``."""
+    import torch
+
     start = time.perf_counter()
-    model, tokenizer = dequantize_gguf(gguf_path)
+    with torch.random.fork_rng(devices=[]):  # model construction draws from the global RNG: a first run (cold
+        model, tokenizer = dequantize_gguf(gguf_path)  # cache) must leave it where a later run does (exact resume)
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
     return {"source": Path(gguf_path).name, "seconds": round(time.perf_counter() - start, 1)}

@@ -45,7 +45,11 @@ def _convert_once(name: str, make_state: Callable[[], dict], meta: dict) -> Path
     target = folder / _WEIGHTS_FILE
     if target.is_file():
         return folder
-    state = {k: v.detach().contiguous().clone() for k, v in make_state().items()}
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # building the source model draws random init weights: a first run
+        made = make_state()                  # (cold cache) must leave the global RNG where a later run does
+    state = {k: v.detach().contiguous().clone() for k, v in made.items()}
     # meta first: the weights file is the "conversion finished" marker checked above
     atomic.write_json(folder / "meta.json", meta, indent=2, trailing_newline=False)
     atomic.save_safetensors(target, state, metadata={"format": "pt", "source": meta["source"]})

@@ -20,6 +20,7 @@ from ...errors import UserError
 from ...generation.encoding import CausalCollator, Seq2SeqCollator, encode, tokenize
 from ...generation.templates import TEMPLATES
 from ..base import EvalOutput, Prepared, TaskKind, register_kind, single_head
+from . import knowledge as kn
 from . import qc
 from .data import GenData, GenerationData, build_splits, parse_input
 from .prompting import last_turns, to_messages
@@ -46,6 +47,7 @@ class Generation(TaskKind):
     extra_validation_keys = ("eos_rate", "loss", "mean_new_tokens")
     backbone_family = "lm"
     head_types = ("lm",)
+    knowledge_inputs = ("retrieved_segments",)  # see .knowledge
 
     # -- data and model --------------------------------------------------------------------------
     def load_data(self, cfg) -> GenData:
@@ -55,6 +57,10 @@ class Generation(TaskKind):
             for row in rows:
                 to_messages(row, cfg.data.prompt, cfg.data.system)
         return GenData(splits, {"rows": {k: len(v) for k, v in splits.items()}})
+
+    def knowledge_rows(self, cfg, data: GenData) -> dict:
+        """{split: [{text, reply, fields, source}]}: what a KB derived from the task reads (``mmsft kb --task``)."""
+        return kn.rows_view(data.splits)
 
     def adapt_backbone(self, cfg, backbone, tokenizer) -> None:
         """Role/knowledge tokens added (embedding rows resized and initialised), template and context checked."""
@@ -102,10 +108,13 @@ class Generation(TaskKind):
         context = getattr(config, "max_position_embeddings", None)
         max_len, budget = cfg.model.max_length, cfg.data.generate.max_new_tokens
         splits, lengths, dropped = {}, {}, {}
+        know = kn.task_knowledge(cfg, data.splits)
         for name, rows in data.splits.items():
             items = []
+            passages = kn.passages_for(cfg, know, tokenizer, rows)[0] if know else [[] for _ in rows]
             for index, row in enumerate(rows):
-                item = self._encode(cfg, tokenizer, to_messages(row, cfg.data.prompt, cfg.data.system), encdec)
+                messages = kn.with_knowledge(to_messages(row, cfg.data.prompt, cfg.data.system), passages[index])
+                item = self._encode(cfg, tokenizer, messages, encdec)
                 size = max(len(item["input_ids"]), len(item["labels"])) if encdec else len(item["input_ids"])
                 reason = f"{size} tokens, over model.max_length={max_len}" if size > max_len else None
                 if name != "train" and context and len(item["prompt_ids"]) + budget > context:
@@ -117,7 +126,7 @@ class Generation(TaskKind):
                     dropped[name] = dropped.get(name, 0) + 1
                     continue
                 source, reference = last_turns(row)
-                items.append({**item, "reference": reference, "source_text": source})
+                items.append({**item, "reference": reference, "source_text": source, "knowledge": passages[index]})
             if not items:
                 raise UserError(f"every sample of split '{name}' is over model.max_length={max_len}", where="model.max_length")
             splits[name], lengths[name] = items, [len(it["input_ids"]) + (len(it["labels"]) if encdec else 0) for it in items]
@@ -150,19 +159,24 @@ class Generation(TaskKind):
         gens, preds = self._generate(cfg, model, processor, [it["prompt_ids"] for it in items], f"generate {split}")
         refs = [it["reference"] for it in items]
         stopped = [g.stopped_by_eos for g in gens]
-        names = list(dict.fromkeys([*self.head_metrics(cfg, head), "eos_rate"]))
-        metrics = compute(names, predictions=preds, references=refs, stopped_by_eos=stopped)
+        names = list(dict.fromkeys([*self.head_metrics(cfg, head), "eos_rate", *(kn.GROUNDEDNESS if cfg.knowledge else ())]))
+        knowledge = [it.get("knowledge", []) for it in items]
+        metrics = compute(names, predictions=preds, references=refs, stopped_by_eos=stopped, knowledge=knowledge,
+                          sources=[it["source_text"] for it in items])
         metrics["loss"] = loss_sum / max(tokens, 1)
         metrics["mean_new_tokens"] = sum(len(g.token_ids) for g in gens) / max(len(gens), 1)
-        return EvalOutput(metrics, preds, refs, {"sources": [it["source_text"] for it in items], "stopped_by_eos": stopped})
+        return EvalOutput(metrics, preds, refs, {"sources": [it["source_text"] for it in items], "stopped_by_eos": stopped,
+                                                 "knowledge": knowledge})
 
     def predict(self, cfg, model, tokenizer, inputs: list[str], out_dir: Path | None = None) -> list[dict]:
         encdec = model.backbone.encoder_decoder
         template = TEMPLATES.get(cfg.data.template)
         context = model.backbone.context_length(tokenizer)
-        prompts = []
-        for i, text in enumerate(inputs):
-            messages = to_messages(parse_input(text, i, cfg.data), cfg.data.prompt, cfg.data.system)
+        prompts, rows = [], [parse_input(text, i, cfg.data) for i, text in enumerate(inputs)]
+        know = kn.task_knowledge(cfg, self.load_data(cfg).splits) if cfg.knowledge else None
+        passages, hits = kn.passages_for(cfg, know, tokenizer, rows, cache=False) if know else ([[] for _ in rows], [])
+        for i, row in enumerate(rows):
+            messages = kn.with_knowledge(to_messages(row, cfg.data.prompt, cfg.data.system), passages[i])
             segments = template.render(messages, tokenizer, generation=True)
             if encdec:
                 ids = list(tokenizer("".join(s.text for s in segments)).input_ids)
@@ -174,8 +188,11 @@ class Generation(TaskKind):
             prompts.append(ids)
         model.eval()
         gens, texts = self._generate(cfg, model, tokenizer, prompts, "generate")
-        return [{"input": text, "output": out, "stopped_by_eos": g.stopped_by_eos, "new_tokens": len(g.token_ids)}
-                for text, out, g in zip(inputs, texts, gens)]
+        out = [{"input": text, "output": reply, "stopped_by_eos": g.stopped_by_eos, "new_tokens": len(g.token_ids)}
+               for text, reply, g in zip(inputs, texts, gens)]
+        for row, found in zip(out, hits):
+            row["knowledge"] = know.shown(found)
+        return out
 
     # -- reporting ---------------------------------------------------------------------------------
     def data_summary(self, data: GenData) -> dict:
@@ -183,10 +200,14 @@ class Generation(TaskKind):
 
     def report_sections(self, cfg, run_dir: Path, test: EvalOutput, data) -> list[str]:
         """Settings, an examples table, and every test output in ``test_predictions.jsonl``."""
+        from ...knowledge.inject import report_lines
+
         g = cfg.data.generate
         with (run_dir / "test_predictions.jsonl").open("w") as fh:
-            for src, ref, pred, stop in zip(test.extra["sources"], test.references, test.predictions, test.extra["stopped_by_eos"]):
-                fh.write(json.dumps({"source": src, "reference": ref, "prediction": pred, "stopped_by_eos": stop}, ensure_ascii=False) + "\n")
+            knowledge = test.extra.get("knowledge") or [[] for _ in test.predictions]
+            for src, ref, pred, stop, passages in zip(test.extra["sources"], test.references, test.predictions, test.extra["stopped_by_eos"], knowledge):
+                record = {"source": src, "reference": ref, "prediction": pred, "stopped_by_eos": stop}
+                fh.write(json.dumps({**record, **({"knowledge": passages} if cfg.knowledge else {})}, ensure_ascii=False) + "\n")
         n = len(test.predictions)
         picks = sorted({round(i * (n - 1) / 4) for i in range(5)}) if n > 1 else list(range(n))
         rows = [f"| {_md(test.extra['sources'][i])} | {_md(test.references[i])} | {_md(test.predictions[i])} | "
@@ -207,6 +228,7 @@ class Generation(TaskKind):
             "|---|---|---|---|",
             *rows,
             "",
+            *report_lines(cfg),
         ]
 
     qc_view = staticmethod(qc.view)

@@ -19,12 +19,12 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from ...data.readers import expand, read_text
+from ...data.readers import column_list, expand, read_text
 from ...errors import UserError
 from ...generation.templates import check_messages
 from ...registry import Registry
 
-GEN_READERS: Registry[Callable[..., list[dict]]] = Registry("generation data format")
+GEN_READERS: Registry[Callable[..., list[dict]]] = Registry("generation data format", locations=["mmsft.kinds.generation.table_readers"])
 
 LANGUAGES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech", "es": "Spanish", "it": "Italian",
              "pt": "Portuguese", "nl": "Dutch", "ru": "Russian", "zh": "Chinese", "ja": "Japanese"}
@@ -83,7 +83,7 @@ def read_csv_pairs(root: Path, pattern: str, spec) -> list[dict]:
         wanted = [spec.source_column, spec.target_column, *spec.field_columns]
         missing = [c for c in wanted if c not in header]
         if missing:
-            raise UserError(f"missing column(s) {missing}", where=f"{path}:1", expected="columns " + ", ".join(header))
+            raise UserError(f"missing column(s) {missing}", where=f"{path}:1", expected="columns " + column_list(header))
         col = {name: header.index(name) for name in wanted}
         line = reader.line_num
         for record in reader:

@@ -8,6 +8,7 @@ import torch
 
 from ...data.cache import fingerprint, tokenized
 from ..base import EvalOutput, Prepared, TaskKind, register_kind, single_head
+from . import knowledge as kn
 from . import qc
 from .data import KIND, TextClassificationData, load_splits
 
@@ -18,12 +19,20 @@ class TextClassification(TaskKind):
     DataSpec = TextClassificationData
     backbone_family = "text"
     head_types = ("classification",)
+    knowledge_inputs = ("retrieved_segments", "entity_links")  # see .knowledge
 
     def load_data(self, cfg):
         return load_splits(cfg)
 
+    def knowledge_rows(self, cfg, data) -> dict:
+        """{split: [{text, source, label}]}: what a KB derived from the task reads (``mmsft kb --task``)."""
+        return kn.rows_view(cfg, data)
+
     def data_summary(self, data) -> dict:
         return {name: len(ds) for name, ds in data.items()}
+
+    def adapt_backbone(self, cfg, backbone, processor) -> None:
+        kn.add_knowledge_token(cfg, backbone, processor)
 
     def build_heads(self, cfg, data, backbone) -> dict:
         from ...registry import HEADS
@@ -38,20 +47,31 @@ class TextClassification(TaskKind):
         from transformers import DataCollatorWithPadding
 
         max_len = cfg.model.max_length
+        know = kn.task_knowledge(cfg, data)
+        views = kn.rows_view(cfg, data) if know else {}
 
         def tok(batch):
-            enc = tokenizer(batch["text"], truncation=True, max_length=max_len)
+            texts = [k + t for k, t in zip(batch["_knowledge"], batch["text"])] if know else batch["text"]
+            enc = tokenizer(texts, truncation=True, max_length=max_len)
             enc["labels"] = batch["label"]
+            if know:
+                enc[kn.LINKS] = batch["_links"]
             return enc
 
-        key = fingerprint(cfg.name, getattr(tokenizer, "name_or_path", ""), len(tokenizer), max_len, data["train"]._fingerprint)
+        key = fingerprint(cfg.name, getattr(tokenizer, "name_or_path", ""), len(tokenizer), max_len, data["train"]._fingerprint,
+                          know.signature() if know else None)
         splits, lengths = {}, {}
         for name, ds in data.items():
+            if know:
+                extra = kn.columns(cfg, know, tokenizer, views[name])
+                ds = ds.add_column("_knowledge", extra["prefix"]).add_column("_links", extra["links"])
             enc = tokenized(ds, tok, f"{cfg.name}-{key}", name).remove_columns([c for c in ds.column_names])
             enc.set_format("torch")
             splits[name] = enc
             lengths[name] = [len(x) for x in enc.with_format(None)["input_ids"]]
         pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        if know:
+            pad = kn.KnowledgeCollate(pad, know, "entity_links" in kn.active_inputs(cfg))
         groups = {"class": list(data["train"]["label"])}  # for train.sampler: class_balanced
         if cfg.train.sampler == "cluster_balanced":
             from ...dataqc.diversity import text_clusters
@@ -80,21 +100,37 @@ class TextClassification(TaskKind):
     def predict(self, cfg, model, tokenizer, inputs: list[str], out_dir: Path | None = None) -> list[dict]:
         head = single_head(cfg)
         model.eval()
-        enc = tokenizer(inputs, truncation=True, max_length=cfg.model.max_length, padding=True, return_tensors="pt")
+        know, texts, extra, batch = None, list(inputs), {}, {}
+        if cfg.knowledge:  # the KB as at training (a KB derived from the task needs its rows)
+            know = kn.task_knowledge(cfg, self.load_data(cfg))
+            extra = kn.columns(cfg, know, tokenizer, [{"text": t, "source": f"input {i + 1}"} for i, t in enumerate(inputs)], cache=False)
+            texts = [k + t for k, t in zip(extra["prefix"], inputs)]
+            if "entity_links" in kn.active_inputs(cfg):
+                batch = kn.entity_batch(extra["links"], know.entity_vectors)
+        batch.update(tokenizer(texts, truncation=True, max_length=cfg.model.max_length, padding=True, return_tensors="pt"))
         device = next(model.parameters()).device
-        probs = model(**{k: v.to(device) for k, v in enc.items()}, heads=[head])["heads"][head]["logits"].float().softmax(-1).cpu()
+        probs = model(**{k: v.to(device) for k, v in batch.items()}, heads=[head])["heads"][head]["logits"].float().softmax(-1).cpu()
         out = []
-        for text, p in zip(inputs, probs):
+        for i, (text, p) in enumerate(zip(inputs, probs)):
             top = int(p.argmax())
-            out.append({"input": text, "label": cfg.data.labels[top], "score": round(float(p[top]), 4),
-                        "scores": {name: round(float(v), 4) for name, v in zip(cfg.data.labels, p)}})
+            row = {"input": text, "label": cfg.data.labels[top], "score": round(float(p[top]), 4),
+                   "scores": {name: round(float(v), 4) for name, v in zip(cfg.data.labels, p)}}
+            if know:
+                if "retrieved_segments" in kn.active_inputs(cfg):
+                    row["knowledge"] = know.shown(extra["hits"][i])
+                if extra["links"][i]:
+                    row["linked"] = [know.kb.entries[j].id for j in extra["links"][i]]
+            out.append(row)
         return out
 
     def report_sections(self, cfg, run_dir: Path, test: EvalOutput, data) -> list[str]:
         from ...reporting.sections import classification_sections
 
-        return classification_sections(test, cfg.data.labels, run_dir)
+        from ...knowledge.inject import report_lines
+
+        return classification_sections(test, cfg.data.labels, run_dir) + report_lines(cfg)
 
     qc_view = staticmethod(qc.view)
     write_fixed = staticmethod(qc.write_fixed)
     write_augmented = staticmethod(qc.write_augmented)
+
