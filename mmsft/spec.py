@@ -139,6 +139,7 @@ class AdapterSpec:
     method: str = "full"  # see ADAPTERS: full, lora, frozen
     target: str = "backbone"
     options: Any = field(default_factory=dict)  # checked by the method's own schema
+    task: Optional[str] = None  # multi-task runs: active only on this member's batches, evaluation and predictions
 
 
 @dataclass
@@ -223,9 +224,16 @@ def _adapter_names(adapter) -> list[str]:
 def build_run_config(task: str, adapter=None, overrides: list[str] | None = None) -> RunConfig:
     """Task YAML < adapter presets (their ``train`` blocks, in order) < ``key=value`` overrides, validated once."""
     data = load_yaml(task_path(task))
-    names = _adapter_names(adapter or data.pop("adapter", None) or "full")
+    declared = data.pop("adapters", None)  # the task's own stack ({name: {method, target, options, task}})
+    if declared is not None and "adapter" in data:
+        raise UserError("a task names either adapter presets ('adapter') or its own stack ('adapters'), not both",
+                        where=str(task_path(task)), expected="one of the two keys")
+    if (declared is not None and not isinstance(declared, dict)) or declared == {}:
+        raise UserError("'adapters' is not a mapping of adapter names to specs", where=f"{task_path(task)}: adapters",
+                        expected="adapters: {shared: {method: lora}}")
+    names = [] if declared is not None and not adapter else _adapter_names(adapter or data.pop("adapter", None) or "full")
     data.pop("adapter", None)
-    adapters = {}
+    adapters = {} if names else declared  # --adapter on the command line replaces the task's own stack
     for preset in names:
         name, spec, train = load_adapter_preset(preset)
         if name in adapters:
@@ -251,7 +259,7 @@ def _default_heads(data: dict) -> None:
         model["heads"] = KINDS.get(data["kind"]).default_heads()
 
 
-_FIELDS = {"adapters": ("method", "target", "options"), "heads": ("type", "options", "loss", "metrics", "weight")}
+_FIELDS = {"adapters": ("method", "target", "options", "task"), "heads": ("type", "options", "loss", "metrics", "weight")}
 
 
 def route_overrides(overrides: list[str], adapter_names: list[str]) -> list[str]:
@@ -298,6 +306,7 @@ def check_plugins(cfg: RunConfig) -> None:
     for name, spec in cfg.adapters.items():
         spec.options = ADAPTERS.get(spec.method).parse_options(spec.options, f"adapters.{name}.options")
     check_stack(cfg.adapters)
+    kind.check_adapter_tasks(cfg)
     if not isinstance(cfg.objective or {}, dict):
         raise UserError("objective is not a mapping", where="objective", expected="{name: single | multitask | ..., options}")
     objective = dict(cfg.objective or {})

@@ -122,3 +122,69 @@ def test_bad_members_are_refused_before_training(tmp_path, tiny_bert, isolated, 
     assert main(["train", str(multi), "objective.name=single"]) == 2
     assert "multitask objective" in capsys.readouterr().err
     assert not (isolated / "runs").exists() or not any((isolated / "runs").iterdir())
+
+
+_TASK_ADAPTERS = """
+adapters:
+  shared: {method: lora, options: {r: 4}}
+  alpha_only: {method: lora, task: alpha, options: {r: 2}}
+"""
+
+
+def test_task_specific_adapters_serve_only_their_task(tmp_path, tiny_bert, isolated, capsys):
+    from mmsft.pipeline import build_session
+    from mmsft.spec import build_run_config
+    from mmsft.training.objectives import build_objective
+
+    members = [_member(tmp_path, tiny_bert, "alpha", ("good", "bad"), 1), _member(tmp_path, tiny_bert, "beta", ("up", "down"), 2)]
+    multi = _multitask(tmp_path, tiny_bert, members)
+    multi.write_text(multi.read_text() + _TASK_ADAPTERS)
+    # gradients: a beta batch reaches the shared adapter only, an alpha batch both
+    session = build_session(build_run_config(str(multi), None))
+    objective = build_objective(session.cfg.objective)
+    objective.bind(session.prepared)
+    train = session.prepared.splits["train"]
+    lora = {name: [p for n, p in session.model.backbone.named_parameters() if f".{name}." in n] for name in ("shared", "alpha_only")}
+    assert all(lora.values()) and all(p.requires_grad for ps in lora.values() for p in ps)
+    reached = {}
+    for group, task in enumerate(("alpha", "beta")):
+        batch = session.prepared.collate([train[k] for k, (g, _) in enumerate(train.index) if g == group][:4])
+        session.model.zero_grad(set_to_none=True)
+        objective.loss(session.model, batch)[0].backward()
+        reached[task] = {name: any(p.grad is not None for p in ps) for name, ps in lora.items()}
+        assert all(p.requires_grad for ps in lora.values() for p in ps)  # routing leaves what trains alone
+    assert reached == {"alpha": {"shared": True, "alpha_only": True}, "beta": {"shared": True, "alpha_only": False}}
+    # a trained run: both adapters stored, each once; eval reloads and routes to the same figures
+    run = tmp_path / "run"
+    assert main(["train", str(multi), "--output", str(run)]) == 0
+    assert sorted(p.name for p in (run / "model" / "adapters").iterdir()) == ["alpha_only", "shared"]
+    metrics = json.loads((run / "metrics.json").read_text())["test"]
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["combined"] == pytest.approx(metrics["combined"])
+    from mmsft.pipeline import load_run
+
+    model = load_run(run).model.eval()
+    batch = session.prepared.collate([train[0]])
+    batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        model.use_task("alpha")
+        with_alpha = model.features(batch).tokens
+        model.use_task("beta")
+        without = model.features(batch).tokens
+    assert not torch.allclose(with_alpha, without)  # alpha's trained adapter changes alpha's features only
+    assert main(["merge-adapters", str(run), "--out", str(tmp_path / "merged")]) == 2
+    assert "serve one task each" in capsys.readouterr().err
+
+
+def test_task_specific_adapters_are_checked(tmp_path, tiny_bert, isolated, capsys):
+    members = [_member(tmp_path, tiny_bert, "alpha", ("good", "bad"), 1), _member(tmp_path, tiny_bert, "beta", ("up", "down"), 2)]
+    multi = _multitask(tmp_path, tiny_bert, members)
+    multi.write_text(multi.read_text() + _TASK_ADAPTERS)
+    assert main(["train", str(multi), "adapters.alpha_only.task=alpah"]) == 2
+    assert "not a member. Did you mean 'alpha'?" in capsys.readouterr().err
+    assert main(["train", str(multi), "adapters.alpha_only.method=frozen", "adapters.alpha_only.options={}"]) == 2
+    assert "cannot be switched" in capsys.readouterr().err
+    assert main(["train", str(members[0]), "--adapter", "lora", "adapters.lora.task=alpha"]) == 2
+    assert "adapters.lora.task" in capsys.readouterr().err
+    assert not (isolated / "runs").exists() or not any((isolated / "runs").iterdir())

@@ -27,6 +27,7 @@ class AdapterMethod:
     Options: type = NoOptions
     trains_base_weights = False  # True: pretrained weights change, so the backbone is saved in full
     saves = "its weights"  # what ``adapters/<name>/`` holds (the run's model card says it)
+    switchable = False  # True: ``activate`` can turn named adapters of a target on and off (task-specific adapters)
 
     def parse_options(self, raw: Any, path: str = "adapter.options") -> Any:
         return raw if isinstance(raw, self.Options) else from_dict(self.Options, raw or {}, path)
@@ -39,6 +40,10 @@ class AdapterMethod:
 
     def load(self, target, folder: Path, options, adapter_name: str) -> None:
         """Restore what ``save`` wrote, on a target this adapter was just applied to."""
+
+    def activate(self, target, adapter_names: list[str]) -> None:
+        """Make exactly ``adapter_names`` (this method's adapters on ``target``) active; ``switchable`` methods only."""
+        raise NotImplementedError
 
     def merge(self, target, options, adapter_name: str) -> bool:
         """Fold the adapter into the target's base weights; False when it has nothing to fold."""

@@ -61,6 +61,16 @@ class Lora(AdapterMethod):
     name = "lora"
     saves = "a peft LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`; `PeftModel.from_pretrained` reads it)"
     Options = LoraOptions
+    switchable = True
+
+    def activate(self, target, adapter_names: list[str]) -> None:
+        # peft's set_adapter also turns requires_grad off for inactive adapters; what trains is the stack's
+        # business (checkpoints and the optimizer read requires_grad), so it is restored: an inactive
+        # adapter simply gets no gradient that step (AdamW skips a parameter without one)
+        flags = [(p, p.requires_grad) for p in target.model.parameters()]
+        target.model.base_model.set_adapter(list(adapter_names))
+        for param, flag in flags:
+            param.requires_grad_(flag)
 
     def _config(self, target, options: LoraOptions):
         from peft import LoraConfig

@@ -52,7 +52,26 @@ def apply_adapters(model, specs: dict) -> None:
     for name, target in _targets(model).items():
         if not any(p.requires_grad for p in target.parameters()):
             model.keep_eval(name)  # deterministic features: no dropout, frozen BN statistics
+    model.set_adapter_router(task_router(model, specs))
     model.attach()  # modules onto the (possibly wrapped) blocks
+
+
+def task_router(model, specs: dict):
+    """``route(task)`` for a stack with task-specific adapters (``task: NAME``): on each target, the shared
+    adapters plus those of ``task`` are active (the shared ones alone for None); None when no adapter has a task."""
+    if not any(s.task is not None for s in specs.values()):
+        return None
+    plan = {}  # (target, method) -> [(adapter name, task)]
+    for name, spec in specs.items():
+        plan.setdefault((spec.target, spec.method), []).append((name, spec.task))
+
+    def route(task) -> None:
+        for (target, method), adapters in plan.items():
+            active = [name for name, only in adapters if only is None or only == task]
+            method_ = ADAPTERS.get(method)
+            if method_.switchable:
+                method_.activate(_targets(model)[target], active)
+    return route
 
 
 def trains_base_weights(specs: dict) -> bool:
@@ -70,10 +89,15 @@ def load_adapters(model, specs: dict, folder: Path) -> None:
     for name, spec in specs.items():
         ADAPTERS.get(spec.method).load(_target(model, spec, name), folder / name, spec.options, name)
     model.attach()
+    model.use_task(None)
 
 
 def merge_adapters(model, specs: dict) -> list[str]:
     """Fold every mergeable adapter into the base weights; returns the names merged."""
+    per_task = [name for name, spec in specs.items() if spec.task is not None]
+    if per_task:
+        raise UserError(f"adapters {per_task} serve one task each: folding them into one backbone would apply them to every task",
+                        where="adapters", expected="a run whose adapters are all shared")
     merged = [name for name, spec in specs.items() if ADAPTERS.get(spec.method).merge(_target(model, spec, name), spec.options, name)]
     model.attach()
     return merged

@@ -57,6 +57,13 @@ class TaskKind:
 
         check_heads(cfg, self)
 
+    def check_adapter_tasks(self, cfg) -> None:
+        """``adapters.<name>.task`` belongs to multi-task runs (``MultiTask`` overrides this)."""
+        for name, spec in cfg.adapters.items():
+            if spec.task is not None:
+                raise UserError(f"a {self.name} task has no member tasks for adapter '{name}' to serve",
+                                where=f"adapters.{name}.task", expected="no task (task-specific adapters are for kind: multitask)")
+
     def key_direction(self, key: str):
         """Whether a higher value of validation key ``key`` is better (``<head>/`` prefixes allowed)."""
         from ..metrics import key_direction

@@ -21,6 +21,9 @@ from .heads import Head
 from .modules import ModelModule, ModuleContext
 
 
+_UNROUTED = object()  # no task routed yet: every adapter active, as the stack applied them
+
+
 def _first(output):
     return output[0] if isinstance(output, tuple) else output
 
@@ -46,7 +49,19 @@ class ComposedModel(nn.Module):
         self._keep_eval: list[str] = []
         self._handles: list = []
         self._context: Optional[ModuleContext] = None
+        self.set_adapter_router(None)
         self.attach()
+
+    def set_adapter_router(self, router) -> None:
+        """``router(task)`` activates the adapters serving ``task`` (set by the adapter stack when some serve one
+        task each, mmsft.adapters.stack); until the first ``use_task`` every adapter stays active."""
+        self.adapter_router, self._task = router, _UNROUTED
+
+    def use_task(self, task: Optional[str]) -> None:
+        """Activate the shared adapters plus ``task``'s own (a no-op without task-specific adapters)."""
+        if self.adapter_router is not None and task != self._task:
+            self.adapter_router(task)
+            self._task = task
 
     # -- modules as hooks on the backbone's blocks ----------------------------------------------
     def attach(self) -> None:
@@ -135,6 +150,8 @@ class ComposedModel(nn.Module):
 
     def forward(self, heads: Optional[list[str]] = None, pooled: Optional[dict] = None, **batch) -> dict:
         names = list(heads or self.heads.keys())
+        if heads and len(names) == 1:  # a multi-task batch trains one task's head: route to its adapters
+            self.use_task(names[0])
         features = None
         if pooled is None or any(self.heads[n].reads == "features" for n in names):
             features = self.features(batch, self._request(names, batch))

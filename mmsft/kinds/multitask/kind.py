@@ -106,6 +106,21 @@ class MultiTask(TaskKind):
                             expected="multitask (objective: {name: multitask, sampling: proportional | temperature | round_robin})")
         cfg.model.heads = {m.name: m.cfg.model.heads[m.name] for m in self.members(cfg)}
 
+    def check_adapter_tasks(self, cfg) -> None:
+        """Task-specific adapters name a member and a method that can be switched per batch (LoRA)."""
+        from ...registry import ADAPTERS
+
+        names = [m.name for m in self.members(cfg)]
+        for name, spec in cfg.adapters.items():
+            if spec.task is None:
+                continue
+            if spec.task not in names:
+                raise UserError(f"adapter '{name}' serves task '{spec.task}', which is not a member.{suggest(spec.task, names)}",
+                                where=f"adapters.{name}.task", expected="one of: " + ", ".join(names))
+            if not ADAPTERS.get(spec.method).switchable:
+                raise UserError(f"a {spec.method} adapter cannot be switched on and off per task", where=f"adapters.{name}.method",
+                                expected="lora (task-specific adapters are LoRA adapters over the shared one)")
+
     def key_direction(self, key: str):
         if key == "combined":
             return True
@@ -159,6 +174,7 @@ class MultiTask(TaskKind):
     def evaluate(self, cfg, model, prepared: Prepared, split: str, processor=None) -> EvalOutput:
         metrics, outputs = {}, {}
         for m in prepared.extra["members"]:
+            model.use_task(m.name)  # its task-specific adapters, if any
             out = m.kind.evaluate(m.cfg, model, m.prepared, split, processor)
             outputs[m.name] = out
             metrics.update({f"{m.name}/{k}": v for k, v in out.metrics.items()})
@@ -173,6 +189,7 @@ class MultiTask(TaskKind):
             raise UserError(f"name the member task to predict with{'' if task is None else f', not {task!r}'}.{suggest(task or '', members)}",
                             where="--task", expected="one of: " + ", ".join(members))
         m = members[task]
+        model.use_task(task)
         return [{"task": task, **row} for row in m.kind.predict(m.cfg, model, processor, inputs, out_dir)]
 
     def report_sections(self, cfg, run_dir: Path, test: EvalOutput, data) -> list[str]:
