@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+from .data.readers import jsonl_objects
 from .errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -108,18 +109,7 @@ class Reader:
                 if line.strip():
                     yield number, line.strip(), f"{self.path}:{number}"
         elif suffix == ".jsonl":
-            for number, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                where = f"{self.path}:{number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"invalid JSON ({exc.msg})", where=where) from None
-                if not isinstance(record, dict):
-                    raise UserError(f"line is a JSON {type(record).__name__}, not an object", where=where,
-                                    expected=f'{{"{self.columns[0]}": ...}}')
-                yield number, record, where
+            yield from jsonl_objects(text, self.path, expected=f'{{"{self.columns[0]}": ...}}')
         else:
             reader = csv.DictReader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
             if not reader.fieldnames:

@@ -58,24 +58,33 @@ def isolated(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def toy_task(tmp_path, tiny_bert, isolated) -> Path:
-    """A task YAML over a toy CSV in tmp_path, on the tiny BERT; returns the YAML path."""
-    data = tmp_path / "data"
-    data.mkdir()
-    write_toy_csv(data / "toy.csv")
-    task = tmp_path / "toy.yaml"
+TOY_TRAIN = "epochs: 2, batch_size: 8, eval_batch_size: 16, lr: 1.0e-3, log_every_steps: 2"
+
+
+def write_toy_task(folder: Path, backbone: Path, *, rows: int = 120, train: str = TOY_TRAIN, adapter: str | None = None) -> Path:
+    """``folder/toy.yaml`` over a toy CSV in ``folder/data`` on ``backbone``; ``train``: the train mapping's body."""
+    data = folder / "data"
+    data.mkdir(exist_ok=True)
+    write_toy_csv(data / "toy.csv", n=rows)
+    task = folder / "toy.yaml"
     task.write_text(textwrap.dedent(f"""\
         name: toy
         kind: text_classification
+        {f"adapter: {adapter}" if adapter else ""}
         data:
           format: csv
           root: {data}
           files: {{all: toy.csv}}
           labels: [neg, pos]
           split: {{train: 0.6, validation: 0.2, test: 0.2, seed: 1}}
-        model: {{backbone: {tiny_bert}, max_length: 32}}
+        model: {{backbone: {backbone}, max_length: 32}}
         metrics: [accuracy, f1_macro]
-        train: {{epochs: 2, batch_size: 8, eval_batch_size: 16, lr: 1.0e-3, log_every_steps: 2}}
+        train: {{{train}}}
         """))
     return task
+
+
+@pytest.fixture
+def toy_task(tmp_path, tiny_bert, isolated) -> Path:
+    """A task YAML over a toy CSV in tmp_path, on the tiny BERT; returns the YAML path."""
+    return write_toy_task(tmp_path, tiny_bert)

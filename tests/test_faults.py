@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PROJECT, write_toy_csv
+from conftest import PROJECT, TOY_TRAIN, write_toy_task
 from mmsft import atomic
 from mmsft.cli.main import main
 from mmsft.errors import UserError
@@ -30,26 +30,8 @@ from mmsft.errors import UserError
 
 def _task(tmp_path: Path, tiny_bert: Path, extra: str = "") -> Path:
     """The toy CSV task on the tiny BERT, one thread, a checkpoint every 3 steps."""
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    write_toy_csv(data / "toy.csv", n=60)
-    task = tmp_path / "toy.yaml"
-    task.write_text(textwrap.dedent(f"""\
-        name: toy
-        kind: text_classification
-        adapter: full
-        data:
-          format: csv
-          root: {data}
-          files: {{all: toy.csv}}
-          labels: [neg, pos]
-          split: {{train: 0.6, validation: 0.2, test: 0.2, seed: 1}}
-        model: {{backbone: {tiny_bert}, max_length: 32}}
-        metrics: [accuracy, f1_macro]
-        train: {{epochs: 2, batch_size: 8, eval_batch_size: 16, lr: 1.0e-3, log_every_steps: 2, save_every_steps: 3,
-                 eval_every_steps: 4, threads: 1{extra}}}
-        """))
-    return task
+    return write_toy_task(tmp_path, tiny_bert, rows=60, adapter="full",
+                          train=f"{TOY_TRAIN}, save_every_steps: 3, eval_every_steps: 4, threads: 1{extra}")
 
 
 def _run(argv, capsys):

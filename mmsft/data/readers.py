@@ -9,7 +9,7 @@ import csv
 import io
 import re
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from ..errors import UserError
 from ..registry import Registry
@@ -132,21 +132,10 @@ def read_review_xml(path: Path, *, encoding: str, **_) -> list[dict]:
 
 @READERS.register("jsonl")
 def read_jsonl(path: Path, *, encoding: str, text_column, label_column: str, **_) -> list[dict]:
-    import json
-
     rows = []
-    for line_no, line in enumerate(read_text(path, encoding).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"invalid JSON ({exc.msg})", where=f"{path}:{line_no}") from None
-        names = [text_column] if isinstance(text_column, str) else text_column
-        where = f"{path}:{line_no}"
-        if not isinstance(record, dict):
-            raise UserError(f"line is a JSON {type(record).__name__}, not an object", where=where,
-                            expected=f"{{{', '.join(repr(n) for n in names[:1])}: ..., {label_column!r}: ...}}")
+    names = [text_column] if isinstance(text_column, str) else text_column
+    expected = f"{{{', '.join(repr(n) for n in names[:1])}: ..., {label_column!r}: ...}}"
+    for line_no, record, where in jsonl_objects(read_text(path, encoding), path, expected):
         text_key = next((n for n in names if n in record), None)
         if text_key is None or label_column not in record:
             raise UserError("missing text or label field", where=where, expected=f"keys {names} and {label_column!r}")
@@ -157,6 +146,24 @@ def read_jsonl(path: Path, *, encoding: str, text_column, label_column: str, **_
             raise UserError(f"'{label_column}' is a JSON {_json_type(label)}", where=where, expected="a string or an integer class id")
         rows.append({"text": text, "label": str(label).strip(), "source": f"{path.name}:{line_no}"})
     return rows
+
+
+def jsonl_objects(text: str, path, expected: str | None = None) -> Iterator[tuple[int, dict, str]]:
+    """(line number, object, "path:line") for each non-blank line of JSON-lines ``text``: a line that does not
+    parse, or holds something other than an object, is a UserError naming it (``expected``: what a line holds)."""
+    import json
+
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"not valid JSON ({exc.msg})", where=where, expected=expected) from None
+        if not isinstance(record, dict):
+            raise UserError(f"a line must be a JSON object, not a JSON {_json_type(record)}", where=where, expected=expected)
+        yield number, record, where
 
 
 def _json_type(value) -> str:

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from ..data.readers import jsonl_objects
 from ..errors import UserError
 from ..registry import Registry
 
@@ -117,16 +118,7 @@ KB_FORMATS: Registry[Callable] = Registry("knowledge-base format")
 @KB_FORMATS.register("jsonl")
 def read_jsonl(path: Path, chunker=None) -> list[tuple[Entry, str]]:
     out = []
-    for number, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"not valid JSON ({exc.msg})", where=where, expected='one {"id": ..., "text": ...} object per line') from None
-        if not isinstance(raw, dict):
-            raise UserError("a line must be a JSON object", where=where, expected='{"id": ..., "text": ...}')
+    for _, raw, where in jsonl_objects(_read_text(path), path, expected='one {"id": ..., "text": ...} object per line'):
         out.append((make_entry(raw, where), where))
     return out
 

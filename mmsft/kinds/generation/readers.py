@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Callable
 
-from ...data.readers import column_list, expand, read_text
+from ...data.readers import column_list, expand, jsonl_objects, read_text
 from ...errors import UserError
 from ...generation.templates import check_messages
 from ...registry import Registry
@@ -105,16 +104,7 @@ def read_csv_pairs(root: Path, pattern: str, spec) -> list[dict]:
 def read_jsonl_conversations(root: Path, pattern: str, spec) -> list[dict]:
     rows = []
     for path in expand(root, pattern):
-        for i, line in enumerate(read_text(path, spec.encoding).splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{i}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"invalid JSON ({exc.msg})", where=where) from None
-            if not isinstance(record, dict):
-                raise UserError("line is not a JSON object", where=where)
+        for i, record, where in jsonl_objects(read_text(path, spec.encoding), path):
             fields = {k: v for k, v in record.items() if isinstance(v, str) and k not in (spec.source_column, spec.target_column)}
             if "messages" in record:
                 messages = record["messages"]
