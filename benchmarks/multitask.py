@@ -22,7 +22,15 @@ from common import RESULTS, header, measured, train_in_subprocess, write_json  #
 MEMBERS = ["finance_sentiment", "banking77_intent", "medical_abstracts"]
 MULTI = "multitask_text"
 QUICK = ["train.max_steps=6", "train.eval_every_steps=3"]
-FULL_PARAMS = 22_713_216  # MiniLM-L6's backbone parameters: what one full fine-tune stores besides its head
+
+
+def backbone_params(name: str = "minilm-l6") -> int:
+    """The shared backbone's parameters, counted: what one full fine-tune stores besides its head."""
+    from transformers import AutoModel
+
+    from mmsft.zoo import resolve
+
+    return sum(p.numel() for p in AutoModel.from_pretrained(resolve(name).path).parameters())
 
 
 def stored_params(run: Path) -> int:
@@ -77,7 +85,7 @@ def main() -> None:
                          "stored_params": separate[task]["stored_params"], "train_seconds": separate[task]["train_seconds"]})
     write_json(out / "multitask.json", {"rows": rows, "runs": {"multitask": multi, **separate}, "adapter": args.adapter})
     sep_params = sum(s["stored_params"] for s in separate.values())
-    full_params = 3 * FULL_PARAMS
+    full_params = 3 * backbone_params()
     sep_seconds = sum(s["train_seconds"] for s in separate.values())
     lines = header("Multi-task: three tasks on one backbone vs three separate runs", ("python benchmarks/multitask.py " + " ".join(sys.argv[1:])).strip())
     if args.quick:
