@@ -49,9 +49,10 @@ def measured() -> dict:
     return {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": round(os.getloadavg()[0], 2)}
 
 
-def train_in_subprocess(task: str, adapter: str, out: Path, overrides: list[str] = ()) -> dict:
-    """Run `mmsft train` in a fresh process (clean peak-memory figure); returns its metrics.json."""
-    cmd = [sys.executable, "-m", "mmsft", "train", task, "--adapter", adapter, "--output", str(out), *overrides]
+def train_in_subprocess(task: str, adapter: str | None, out: Path, overrides: list[str] = ()) -> dict:
+    """Run `mmsft train` in a fresh process (clean peak-memory figure); returns its metrics.json.
+    ``adapter`` None: the task's own adapter stack."""
+    cmd = [sys.executable, "-m", "mmsft", "train", task, *(["--adapter", adapter] if adapter else []), "--output", str(out), *overrides]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return json.loads((out / "metrics.json").read_text())

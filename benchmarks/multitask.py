@@ -1,10 +1,11 @@
 """Several heads on one backbone: finance_sentiment + banking77_intent + medical_abstracts trained
-together (``tasks/multitask_text.yaml``) against three separate runs with the same adapter.
+together (``tasks/multitask_text.yaml``) against three separate runs with the same adapter method.
 
-    python benchmarks/multitask.py [--adapter lora] [--set key=value ...] [--quick]
+    python benchmarks/multitask.py [--adapter lora] [--multi-adapter PRESET] [--set key=value ...] [--quick]
 
-Per task: test accuracy and macro-F1 of the multi-task run and of the task's own run
-(``mmsft train TASK --adapter A``, its shipped defaults); the parameters each setup stores on disk
+Per task: test accuracy and macro-F1 of the multi-task run (``mmsft train multitask_text``: its own
+stack, one shared LoRA adapter + a small LoRA adapter per member; ``--multi-adapter lora``: one shared
+adapter only) and of the task's own run (``mmsft train TASK --adapter A``, its shipped defaults); the parameters each setup stores on disk
 (tensors in the run folders' ``model/``) beside three separate full fine-tunes; total train time.
 Every run is ``mmsft train`` in a fresh process, saved under ``--work`` and reused unless ``--fresh``.
 Writes benchmarks/results/multitask.{md,json}.
@@ -46,7 +47,7 @@ def stored_params(run: Path) -> int:
     return total
 
 
-def stage(name: str, task: str, adapter: str, overrides: list[str], work: Path, fresh: bool) -> dict:
+def stage(name: str, task: str, adapter: str | None, overrides: list[str], work: Path, fresh: bool) -> dict:
     path = work / "stages" / f"{name}.json"
     if path.is_file() and not fresh:
         return json.loads(path.read_text())
@@ -65,7 +66,8 @@ def stage(name: str, task: str, adapter: str, overrides: list[str], work: Path, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--adapter", default="lora")
+    ap.add_argument("--adapter", default="lora", help="adapter preset of the three separate runs")
+    ap.add_argument("--multi-adapter", default=None, help="adapter preset of the multi-task run (default: the task's own stack)")
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value", help="overrides of the multi-task run")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fresh", action="store_true")
@@ -74,7 +76,8 @@ def main() -> None:
     work = args.work or Path("runs") / ("bench-multitask-quick" if args.quick else "bench-multitask")
     out = work if args.quick else RESULTS
     extra = QUICK if args.quick else []
-    multi = stage(f"{MULTI}-{args.adapter}", MULTI, args.adapter, [*extra, *args.set], work, args.fresh)
+    multi_label = args.multi_adapter or "own-stack"
+    multi = stage(f"{MULTI}-{multi_label}", MULTI, args.multi_adapter, [*extra, *args.set], work, args.fresh)
     separate = {t: stage(f"{t}-{args.adapter}", t, args.adapter, extra, work, args.fresh) for t in MEMBERS}
     rows = []
     for task in MEMBERS:
@@ -90,15 +93,17 @@ def main() -> None:
     lines = header("Multi-task: three tasks on one backbone vs three separate runs", ("python benchmarks/multitask.py " + " ".join(sys.argv[1:])).strip())
     if args.quick:
         lines += ["**QUICK SMOKE RUN**: the figures mean nothing.", ""]
-    lines += [f"Adapter `{args.adapter}` for every run. Multi-task: `mmsft train {MULTI} --adapter {args.adapter}` "
-              f"({multi['epochs']} epochs, overrides `{' '.join(multi['overrides']) or 'none'}`); separate: each task's shipped defaults.", "",
+    multi_cmd = f"mmsft train {MULTI}" + (f" --adapter {args.multi_adapter}" if args.multi_adapter else "")
+    lines += [f"Multi-task: `{multi_cmd}` ({multi['epochs']} epochs, overrides `{' '.join(multi['overrides']) or 'none'}`, "
+              f"{multi['trainable_params']:,} trainable parameters); separate: `mmsft train TASK --adapter {args.adapter}`, "
+              "each task's shipped defaults.", "",
               "| task | metric | multi-task | separate | difference | within 1 point |", "|---|---|---|---|---|---|"]
     for task in MEMBERS:
         for metric in ("accuracy", "f1_macro"):
             a, b = multi["test"][f"{task}/{metric}"], separate[task]["test"][metric]
             lines.append(f"| {task} | {metric} | {a:.4f} | {b:.4f} | {100 * (a - b):+.2f} | {'✅' if a >= b - 0.01 else '❌'} |")
     lines += ["", "| setup | parameters stored | train s |", "|---|---|---|",
-              f"| multi-task ({args.adapter}) | {multi['stored_params']:,} | {multi['train_seconds']:.0f} |",
+              f"| multi-task ({multi_label}) | {multi['stored_params']:,} | {multi['train_seconds']:.0f} |",
               f"| three separate runs ({args.adapter}) | {sep_params:,} | {sep_seconds:.0f} |",
               f"| three separate full fine-tunes (backbone each) | {full_params:,} (+ heads) | - |", "",
               f"Stored parameters, multi-task / three full fine-tunes: {multi['stored_params'] / full_params:.3f} "

@@ -34,6 +34,23 @@ def test_sampling_proportions_over_many_draws():
     assert group_batches(lengths, groups, 10, 3, 0, "temperature") == group_batches(lengths, groups, 10, 3, 0, "temperature")
 
 
+def test_passes_spread_a_tasks_budget_over_the_run():
+    sizes = [300, 100]  # 30 and 10 batches of 10
+    groups = [g for g, n in enumerate(sizes) for _ in range(n)]
+    lengths = [(7 * i) % 23 + 1 for i in range(len(groups))]
+    epochs, seen = 6, collections.Counter()
+    per_epoch = []
+    for epoch in range(epochs):
+        batches = group_batches(lengths, groups, 10, seed=5, epoch=epoch, shares={1: 3 / epochs})
+        per_epoch.append(sum(groups[b[0]] == 1 for b in batches))
+        seen.update(i for b in batches for i in b)
+    assert per_epoch == [5] * epochs  # half of group 1's batches every epoch: 3 passes in 6 epochs
+    assert {seen[i] for i in range(300)} == {6} and {seen[i] for i in range(300, 400)} == {3}  # every sample, evenly
+    plain = group_batches(lengths, groups, 10, seed=5, epoch=2)
+    shared = group_batches(lengths, groups, 10, seed=5, epoch=2, shares={1: 0.5})
+    assert sorted(b for b in plain if groups[b[0]] == 0) == sorted(b for b in shared if groups[b[0]] == 0)  # group 0 untouched
+
+
 def _member(tmp_path: Path, tiny_bert: Path, name: str, words: tuple[str, str], seed: int) -> Path:
     data = tmp_path / name
     data.mkdir()

@@ -2,7 +2,9 @@
 
 Batches come from a ``GroupBatchSampler`` over the tasks (``sampling``: proportional, temperature
 with ``temperature`` T, round_robin); a batch carries the head it trains (``heads``), and its loss is
-scaled by that task's ``weights`` entry (default 1).  ``stopping: per_task`` stops sampling a task
+scaled by that task's ``weights`` entry (default 1).  ``passes: {task: n}`` (proportional sampling)
+spreads n passes over a task's data across the run's ``train.epochs`` instead of one per epoch: each
+member can get the budget it has alone while every member still ends at the end of the schedule.  ``stopping: per_task`` stops sampling a task
 whose validation metric has not improved for ``patience`` evaluations and restores that task's head
 to its best weights at the end; ``combined`` (the default) leaves early stopping to the runner, on
 the mean of the members' metrics or on any one of them (``train.early_stopping.metric``).
@@ -28,10 +30,16 @@ class MultitaskOptions:
     weights: dict[str, float] = field(default_factory=dict)  # task -> loss weight (default 1)
     stopping: Literal["combined", "per_task"] = "combined"
     patience: int = 2  # per_task: evaluations without improvement before a task stops being sampled
+    passes: dict[str, float] = field(default_factory=dict)  # task -> passes over its data in the run (default train.epochs)
 
     def validate(self, path: str) -> None:
         if self.temperature <= 0 or self.patience < 1 or any(w < 0 for w in self.weights.values()):
             raise UserError("temperature must be > 0, patience >= 1 and weights >= 0", where=path)
+        if any(not n > 0 for n in self.passes.values()):
+            raise UserError(f"passes must be > 0, got {self.passes}", where=f"{path}.passes")
+        if self.passes and self.sampling != "proportional":
+            raise UserError("passes apply to proportional sampling", where=f"{path}.passes",
+                            expected=f"sampling: proportional (not {self.sampling}), or no passes")
 
 
 @OBJECTIVES.register("multitask")
@@ -48,14 +56,16 @@ class Multitask(Objective):
             raise UserError("the multitask objective needs a multi-task run", where="objective.name", expected="kind: multitask")
         self.tasks, self.groups = list(prepared.extra["tasks"]), list(prepared.groups["task"])
         self.metrics = dict(prepared.extra["task_metrics"])
-        unknown = sorted(set(self.options.weights) - set(self.tasks))
-        if unknown:
-            raise UserError(f"weights name tasks {unknown} that the run does not have", where="objective.weights",
-                            expected="some of: " + ", ".join(self.tasks))
+        for key in ("weights", "passes"):
+            unknown = sorted(set(getattr(self.options, key)) - set(self.tasks))
+            if unknown:
+                raise UserError(f"{key} name tasks {unknown} that the run does not have", where=f"objective.{key}",
+                                expected="some of: " + ", ".join(self.tasks))
 
     def batch_sampler(self, spec, lengths, num_replicas: int = 1, rank: int = 0):
+        shares = {self.tasks.index(t): n / spec.epochs for t, n in self.options.passes.items()} or None
         self.sampler = GroupBatchSampler(lengths, self.groups, spec.batch_size, spec.seed, self.options.sampling,
-                                         self.options.temperature, spec.group_by_length, num_replicas, rank)
+                                         self.options.temperature, spec.group_by_length, num_replicas, rank, shares)
         return self.sampler
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict]:

@@ -102,7 +102,7 @@ class ResumableBatchSampler:
 
 def group_batches(lengths: Sequence[int], groups: Sequence[int], batch_size: int, seed: int, epoch: int,
                   mode: str = "proportional", temperature: float = 2.0, active: Optional[set] = None,
-                  group_by_length: bool = True) -> list[list[int]]:
+                  group_by_length: bool = True, shares: Optional[dict] = None) -> list[list[int]]:
     """Batches that each hold one group only (multi-task: one task per batch), in a schedule:
 
     * ``proportional``: every group's batches once, shuffled together (groups appear as often as
@@ -112,8 +112,11 @@ def group_batches(lengths: Sequence[int], groups: Sequence[int], batch_size: int
       through a group's shuffled batches (reshuffled at every wrap);
     * ``round_robin``: groups in turn, each cycling through its batches.
 
-    ``active`` restricts the epoch to some groups (tasks that stopped early).  Deterministic in
-    (seed, epoch), so mid-epoch resume stays exact."""
+    ``active`` restricts the epoch to some groups (tasks that stopped early).  ``shares`` (proportional
+    only) gives a group ``round(share * its batches)`` batches per epoch, taken in turn from an endless
+    stream of its shuffled passes, so over E epochs it sees ``share * E`` passes of its data: a task that
+    needs 3 epochs alone gets 3 passes spread over a 6-epoch run and, like alone, reaches the end of the
+    learning-rate schedule.  Deterministic in (seed, epoch), so mid-epoch resume stays exact."""
     rng = random.Random(seed * 100_003 + epoch)
     members: dict[int, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
@@ -122,7 +125,11 @@ def group_batches(lengths: Sequence[int], groups: Sequence[int], batch_size: int
     per_group = {}
     for group in sorted(members):
         sub = [lengths[i] for i in members[group]]
-        per_group[group] = [[members[group][i] for i in b] for b in epoch_batches(sub, batch_size, rng.randrange(2**31), 0, group_by_length)]
+        pass_seed = rng.randrange(2**31)  # drawn for every group, so a share leaves the other groups' batches alone
+        if shares and group in shares:
+            per_group[group] = [[members[group][i] for i in b] for b in shared_stream(sub, batch_size, seed, group, epoch, shares[group], group_by_length)]
+        else:
+            per_group[group] = [[members[group][i] for i in b] for b in epoch_batches(sub, batch_size, pass_seed, 0, group_by_length)]
     total = sum(len(b) for b in per_group.values())
     if mode == "proportional":
         out = [b for group in sorted(per_group) for b in per_group[group]]
@@ -147,12 +154,31 @@ def group_batches(lengths: Sequence[int], groups: Sequence[int], batch_size: int
     return out
 
 
+def shared_stream(lengths: Sequence[int], batch_size: int, seed: int, group: int, epoch: int, share: float,
+                  group_by_length: bool = True) -> list[list[int]]:
+    """Epoch ``epoch``'s window of ``round(share * B)`` batches (at least 1) from a stream of passes over
+    one group (B batches each, pass p shuffled by (seed, group, p)): consecutive epochs continue where
+    the last one stopped, so the group's data is covered evenly."""
+    per_pass = (len(lengths) + batch_size - 1) // batch_size
+    take = max(1, round(share * per_pass))
+    passes: dict[int, list[list[int]]] = {}
+    out = []
+    for position in range(epoch * take, (epoch + 1) * take):
+        number, offset = divmod(position, per_pass)
+        if number not in passes:
+            passes[number] = epoch_batches(lengths, batch_size, seed * 100_003 + 7_919 * (group + 1), number, group_by_length)
+        out.append(passes[number][offset])
+    return out
+
+
 class GroupBatchSampler(ResumableBatchSampler):
     """``group_batches`` as a resumable batch sampler (``active``: the groups still sampled)."""
 
     def __init__(self, lengths: Sequence[int], groups: Sequence[int], batch_size: int, seed: int, mode: str = "proportional",
-                 temperature: float = 2.0, group_by_length: bool = True, num_replicas: int = 1, rank: int = 0):
+                 temperature: float = 2.0, group_by_length: bool = True, num_replicas: int = 1, rank: int = 0,
+                 shares: Optional[dict] = None):
         super().__init__(lengths, batch_size, seed, group_by_length, num_replicas, rank)
+        self.shares = shares  # group -> passes per epoch (``group_batches``)
         if len(groups) != len(lengths):
             raise ValueError(f"{len(groups)} group ids for {len(lengths)} samples")
         self.task_groups, self.mode, self.temperature = list(groups), mode, temperature
@@ -160,7 +186,7 @@ class GroupBatchSampler(ResumableBatchSampler):
 
     def _all(self) -> list[list[int]]:
         batches = group_batches(self.lengths, self.task_groups, self.batch_size, self.seed, self.epoch, self.mode,
-                                self.temperature, self.active, self.group)
+                                self.temperature, self.active, self.group, self.shares)
         if self.num_replicas > 1:
             usable = len(batches) - len(batches) % self.num_replicas
             batches = batches[:usable][self.rank :: self.num_replicas]
