@@ -3,9 +3,8 @@ together (``tasks/multitask_text.yaml``) against three separate runs with the sa
 
     python benchmarks/multitask.py [--adapter lora] [--multi-adapter PRESET] [--set key=value ...] [--quick]
 
-Per task: test accuracy and macro-F1 of the multi-task run (``mmsft train multitask_text``: its own
-stack, one shared LoRA adapter + a small LoRA adapter per member; ``--multi-adapter lora``: one shared
-adapter only) and of the task's own run (``mmsft train TASK --adapter A``, its shipped defaults); the parameters each setup stores on disk
+Per task: test accuracy and macro-F1 of the multi-task run (``mmsft train multitask_text --adapter A``;
+``--multi-adapter own``: the task's own ``adapters:`` stack, e.g. with task-specific adapters) and of the task's own run (``mmsft train TASK --adapter A``, its shipped defaults); the parameters each setup stores on disk
 (tensors in the run folders' ``model/``) beside three separate full fine-tunes; total train time.
 Every run is ``mmsft train`` in a fresh process, saved under ``--work`` and reused unless ``--fresh``.
 Writes benchmarks/results/multitask.{md,json}.
@@ -67,7 +66,7 @@ def stage(name: str, task: str, adapter: str | None, overrides: list[str], work:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--adapter", default="lora", help="adapter preset of the three separate runs")
-    ap.add_argument("--multi-adapter", default=None, help="adapter preset of the multi-task run (default: the task's own stack)")
+    ap.add_argument("--multi-adapter", default=None, help="adapter preset of the multi-task run (default: --adapter; own: the task's own stack)")
     ap.add_argument("--set", nargs="*", default=[], metavar="key=value", help="overrides of the multi-task run")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--fresh", action="store_true")
@@ -76,8 +75,9 @@ def main() -> None:
     work = args.work or Path("runs") / ("bench-multitask-quick" if args.quick else "bench-multitask")
     out = work if args.quick else RESULTS
     extra = QUICK if args.quick else []
-    multi_label = args.multi_adapter or "own-stack"
-    multi = stage(f"{MULTI}-{multi_label}", MULTI, args.multi_adapter, [*extra, *args.set], work, args.fresh)
+    multi_label = args.multi_adapter or args.adapter
+    multi_preset = None if multi_label == "own" else multi_label
+    multi = stage(f"{MULTI}-{multi_label}", MULTI, multi_preset, [*extra, *args.set], work, args.fresh)
     separate = {t: stage(f"{t}-{args.adapter}", t, args.adapter, extra, work, args.fresh) for t in MEMBERS}
     rows = []
     for task in MEMBERS:
@@ -93,7 +93,7 @@ def main() -> None:
     lines = header("Multi-task: three tasks on one backbone vs three separate runs", ("python benchmarks/multitask.py " + " ".join(sys.argv[1:])).strip())
     if args.quick:
         lines += ["**QUICK SMOKE RUN**: the figures mean nothing.", ""]
-    multi_cmd = f"mmsft train {MULTI}" + (f" --adapter {args.multi_adapter}" if args.multi_adapter else "")
+    multi_cmd = f"mmsft train {MULTI}" + (f" --adapter {multi_preset}" if multi_preset else "")
     lines += [f"Multi-task: `{multi_cmd}` ({multi['epochs']} epochs, overrides `{' '.join(multi['overrides']) or 'none'}`, "
               f"{multi['trainable_params']:,} trainable parameters); separate: `mmsft train TASK --adapter {args.adapter}`, "
               "each task's shipped defaults.", "",

@@ -130,3 +130,12 @@ def test_stacked_presets_merge_their_train_blocks_in_order():
     assert build_run_config("finance_sentiment", "frozen_top2,lora", ["adapters.lora.r=4"]).adapters["lora"].options.r == 4
     with pytest.raises(UserError, match="cannot be stacked"):
         build_run_config("finance_sentiment", "full,lora")
+
+
+def test_max_length_beyond_the_backbones_positions_exits_2_before_anything_is_written(tmp_path, capsys):
+    from mmsft.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["train", "finance_sentiment", "--adapter", "lora", "model.max_length=100000", "--output", str(out)]) == 2
+    assert "model.max_length 100000 exceeds the backbone's 512 positions" in capsys.readouterr().err
+    assert not out.exists()
