@@ -138,6 +138,12 @@ def test_bad_members_are_refused_before_training(tmp_path, tiny_bert, isolated, 
     multi = _multitask(tmp_path, tiny_bert, [alpha, _member(tmp_path, tiny_bert, "beta", ("up", "down"), 2)])
     assert main(["train", str(multi), "objective.name=single"]) == 2
     assert "multitask objective" in capsys.readouterr().err
+    assert main(["train", str(multi), "objective.sampling=proportional", "objective.passes={alpah: 2}"]) == 2
+    assert "passes name tasks ['alpah']" in capsys.readouterr().err
+    assert main(["train", str(multi), "objective.passes={alpha: 2}"]) == 2  # the schedule here is round_robin
+    assert "passes apply to proportional sampling" in capsys.readouterr().err
+    assert main(["train", str(multi), "objective.sampling=proportional", "objective.passes={alpha: 0}"]) == 2
+    assert "passes must be > 0" in capsys.readouterr().err
     assert not (isolated / "runs").exists() or not any((isolated / "runs").iterdir())
 
 
