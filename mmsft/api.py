@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -34,7 +35,10 @@ def _yaml_value(value: Any) -> str:
     """A Python value as the YAML text ``config.parse_override`` reads back as the same value."""
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
-    if isinstance(value, float):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):  # numpy / torch integers too
+        return str(int(value))
+    if isinstance(value, numbers.Real):  # numpy floats repr as np.float64(...): go through float
+        value = float(value)
         if math.isnan(value) or math.isinf(value):
             return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
         text = repr(value)
@@ -42,8 +46,6 @@ def _yaml_value(value: Any) -> str:
             mantissa, exponent = text.split("e")
             text = f"{mantissa}.0e{exponent}"
         return text
-    if isinstance(value, int):
-        return str(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, Mapping):

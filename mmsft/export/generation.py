@@ -126,10 +126,12 @@ class GenerationExporter(Exporter):
             raise UserError("export --format hf covers causal LMs; this run's backbone is an encoder-decoder",
                             where=cfg.model.backbone, expected="a causal LM run (SmolLM2, Gemma), or `mmsft merge-adapters` for a plain copy")
         template, open_fields = chat_template(cfg, tokenizer)
-        tokenizer.chat_template = template
         config = generation_config(lm, cfg, tokenizer)
         probes = [json.dumps({"source": p, **{f: "general" for f in open_fields}}) if open_fields else p for p in PROBES]
+        # the run's own outputs first: template 'chat' renders with the tokenizer's own chat template, which the
+        # export's (prompt format and system turn included) replaces only after
         ours = [session.kind.predict(cfg, model, tokenizer, [p])[0] for p in probes]  # one at a time: no padding
+        tokenizer.chat_template = template
         mismatches = []
         for probe, row in zip(PROBES, ours):
             if open_fields:
