@@ -86,6 +86,17 @@ def test_bleu_and_chrf_match_sacrebleu_with_variable_reference_counts():
     assert perfect == pytest.approx({"bleu": 100.0, "chrf": 100.0})
 
 
+def test_bleu_tokenises_for_the_target_language():
+    from mmsft.metrics.modules.bleu import tokenize_for
+
+    assert [tokenize_for(c) for c in ("de", "zh", "zh-Hant", None, "th")] == ["13a", "zh", "zh", "13a", "char"]
+    assert tokenize_for("ja") in ("ja-mecab", "char")  # MeCab when installed, else characters
+    hyp, ref = ["我喜欢吃苹果和香蕉"], ["我喜欢吃苹果"]
+    zh = M.compute("bleu", hyp, ref, language="zh")["bleu"]
+    assert zh == pytest.approx(sacrebleu.corpus_bleu(hyp, [ref], tokenize="zh").score) and zh > 0
+    assert M.compute("bleu", hyp, ref)["bleu"] == 0.0  # 13a sees one "word" each: why the language matters
+
+
 def test_mixed_string_and_list_references_in_one_batch():
     mixed = [MULTI_REFS[0], "hello world", ["a fast brown fox"]]
     for name in ["bleu", "rouge_l", "exact_match", "length_ratio"]:

@@ -162,7 +162,7 @@ class Generation(TaskKind):
         names = list(dict.fromkeys([*self.head_metrics(cfg, head), "eos_rate", *(kn.GROUNDEDNESS if cfg.knowledge else ())]))
         knowledge = [it.get("knowledge", []) for it in items]
         metrics = compute(names, predictions=preds, references=refs, stopped_by_eos=stopped, knowledge=knowledge,
-                          sources=[it["source_text"] for it in items])
+                          sources=[it["source_text"] for it in items], language=cfg.data.target_lang)  # BLEU's tokeniser
         metrics["loss"] = loss_sum / max(tokens, 1)
         metrics["mean_new_tokens"] = sum(len(g.token_ids) for g in gens) / max(len(gens), 1)
         return EvalOutput(metrics, preds, refs, {"sources": [it["source_text"] for it in items], "stopped_by_eos": stopped,
