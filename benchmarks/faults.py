@@ -99,7 +99,7 @@ def translation_task(root: Path) -> Path:
           files: {{train: "train.{{lang}}", validation: "val.{{lang}}", test: "test.{{lang}}"}}
           prompt: "Translate {{source_language}} to {{target_language}}: {{source}}"
           generate: {{max_new_tokens: 12, batch_size: 4}}
-        model: {{backbone: smollm2-135m, max_length: 96}}
+        model: {{backbone: smollm2-135m, max_length: 160}}
         metrics: [bleu, chrf, exact_match, eos_rate]
         train: {{epochs: 2, batch_size: 4, eval_batch_size: 4, lr: 1.0e-3, save_every_steps: 4, eval_every_steps: 7,
                  log_every_steps: 2, threads: 1}}
