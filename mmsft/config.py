@@ -177,6 +177,24 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def dotted_keys(data: dict) -> dict[str, Any]:
+    """A nested mapping as flat ``{dotted.key: bool | int | float | str}``; other leaves (lists, None) as JSON
+    text, an empty mapping as nothing (tracker hyperparameters, the dashboard's config comparison)."""
+    import json
+
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), child)
+        else:
+            out[prefix] = value if isinstance(value, (bool, int, float, str)) else json.dumps(value, default=str)
+
+    walk("", data)
+    return out
+
+
 def deep_merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():

@@ -232,7 +232,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
         session = build_session(cfg)
     groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
     objective = build_objective(cfg.objective)
-    objective.bind(session.prepared)  # its checks (tasks the objective names) before any output; bound again below
+    objective.bind(session.prepared)  # before any output: its checks (tasks it names) come first; cached features keep groups and extra
     counts = session.model.param_counts()
     if accelerator.is_main_process:  # multi-process: one writer, the others wait for the folder
         import yaml
@@ -261,7 +261,6 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
     def evaluate(model):
         return session.kind.evaluate(cfg, model, prepared, "validation", session.processor).metrics
 
-    objective.bind(prepared)  # e.g. the multitask objective learns which samples belong to which task (on cached features)
     runner = Runner(cfg.train, session.model, prepared.splits["train"], prepared.collate, prepared.lengths["train"],
                     evaluate, run_dir, accelerator=accelerator, callbacks=callbacks, groups=groups, objective=objective)
     result = runner.fit(resume=resume)

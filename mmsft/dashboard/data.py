@@ -5,6 +5,7 @@ a folder is shown with the reason instead, so one torn run does not hide the oth
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import datetime, timezone
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from ..config import dotted_keys
 from ..errors import UserError
+from ..training.logfile import json_records
 
 MARKER = "config.yaml"  # the first file `train` (and every derived run) writes
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
@@ -128,22 +131,12 @@ def table(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def _jsonl(path: Path, limit: int | None = None) -> list[dict]:
-    """Rows of a JSON-lines file; a torn or foreign line (a crash mid-write) is skipped, not fatal."""
-    rows = []
+    """Rows of a JSON-lines file (at most ``limit``); a torn or foreign line (a crash mid-write) is skipped."""
     try:
         with path.open(encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
-                    if limit and len(rows) >= limit:
-                        break
+            return list(itertools.islice(json_records(fh), limit))
     except OSError:
         return []
-    return rows
 
 
 def log_rows(folder: Path) -> tuple[list[dict], list[dict]]:
@@ -171,21 +164,12 @@ def details(folder: Path, examples: int = 20) -> dict:
 
 
 def flat_config(folder: Path) -> dict:
-    """config.yaml as dotted keys (the compare page shows the keys whose values differ)."""
+    """config.yaml as dotted keys, values as text (the compare page shows the keys whose values differ)."""
     try:
         cfg = _read_config(folder)
     except UserError:
         return {}
-    out = {}
-
-    def walk(prefix, value):
-        if isinstance(value, dict) and value:
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = json.dumps(value, default=str) if isinstance(value, (list, dict, type(None))) else str(value)
-    walk("", cfg)
-    return out
+    return {key: str(value) for key, value in dotted_keys(cfg).items()}
 
 
 def _safe_name(name: str) -> bool:

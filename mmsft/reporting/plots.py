@@ -1,7 +1,6 @@
 """PNG plots for reports (matplotlib, headless)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -10,12 +9,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..training.logfile import json_records  # noqa: E402
+
 
 def curves_png(metrics_log: Path, out: Path, metric: str) -> bool:
     """Training loss per logged step and the validation metric per evaluation."""
     if not metrics_log.is_file():
         return False
-    records = [json.loads(line) for line in metrics_log.read_text().splitlines() if line.strip()]
+    records = list(json_records(metrics_log.read_text().splitlines()))
     train = [r for r in records if r.get("type") == "train"]
     evals = [r for r in records if r.get("type") == "eval" and metric in r]
     if not train:

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from ..config import dotted_keys
 from ..registry import CALLBACKS
 from .callbacks import Callback
+from .logfile import json_records
 
 TRACKERS = ("tensorboard", "mlflow", "jsonl")  # the names ``train.report_to`` takes
 
@@ -51,19 +53,7 @@ def hyperparameters(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.yaml"
     if not path.is_file():
         return {}
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for key, child in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), child)
-        elif isinstance(value, (bool, int, float, str)):
-            out[prefix] = value
-        else:
-            out[prefix] = json.dumps(value, default=str)  # lists, None
-
-    walk("", yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    return out
+    return dotted_keys(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
 
 
 class LogTail:
@@ -81,15 +71,7 @@ class LogTail:
             data = fh.read()
         complete = data[: data.rfind(b"\n") + 1]
         self.offset += len(complete)
-        out = []
-        for line in complete.decode("utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("step"), int):
-                out.append(record)
-        return out
+        return [r for r in json_records(complete.decode("utf-8", errors="replace").splitlines()) if isinstance(r.get("step"), int)]
 
 
 def _numbers(record: dict, prefix: str, skip=("type", "step")) -> dict[str, float]:
