@@ -14,8 +14,10 @@ from .. import atomic, paths
 
 
 def fingerprint(*parts) -> str:
-    """Stable hash of JSON-able parts plus (size, mtime) of any Path among them."""
+    """Stable hash of JSON-able parts plus (size, mtime) of any Path among them (of every file in a folder)."""
     def norm(x):
+        if isinstance(x, Path) and x.is_dir():  # a datasets folder: its files, not the folder's own mtime
+            return [str(x), [norm(p) for p in sorted(x.rglob("*")) if p.is_file()]]
         if isinstance(x, Path):
             st = x.stat()
             return [str(x), st.st_size, int(st.st_mtime)]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Union
 
 from ..errors import UserError
-from .readers import READERS, column_list
+from .readers import READERS, column_list, expand
 
 HUB_PREFIX = "hf:"
 # file suffix -> datasets builder name
@@ -162,6 +162,20 @@ def strings(ds, column: str, where: str, *, allow_int: bool = False) -> list[str
     return out
 
 
+def table_refs(root: Path, patterns) -> list[Union[Path, str]]:
+    """What a ``files`` entry names for a table reader: hub ids as they are, folders (``save_to_disk``,
+    ``folder/<split>``, parquet shards) whole, files by name or glob as for every other reader."""
+    refs: list[Union[Path, str]] = []
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        if pattern.startswith(HUB_PREFIX):
+            refs.append(pattern)
+        elif not any(ch in pattern for ch in "*?[") and (root / pattern).is_dir():
+            refs.append(root / pattern)
+        else:
+            refs.extend(expand(root, pattern))
+    return refs
+
+
 def table_rows(path, *, text_column, label_column: str, **_) -> list[dict]:
     """``{"text", "label", "source"}`` rows of a table (the text-classification reader contract)."""
     ds = open_table(path)
@@ -180,6 +194,9 @@ def table_rows(path, *, text_column, label_column: str, **_) -> list[dict]:
 def read_hf(path, **opts) -> list[dict]:
     """A datasets folder, a parquet / arrow / JSON / CSV file, or ``hf:<hub id>`` (see ``open_table``)."""
     return table_rows(path, **opts)
+
+
+read_hf.expands = table_refs  # how its ``files`` entries become paths (other readers: ``expand``, files only)
 
 
 @READERS.register("parquet")

@@ -9,7 +9,7 @@ from ...dataqc.views import SPLIT_ORDER, Item, QCData
 from ...errors import UserError
 from ...paths import resolve_data_path
 from .data import build_splits
-from .readers import read_split
+from .readers import GEN_READERS, read_split
 
 
 def _user_text(row) -> str:
@@ -31,7 +31,8 @@ def view(cfg) -> QCData:
     items, files = [], {}
     for key in sorted(spec.files, key=lambda k: ("all", *SPLIT_ORDER).index(k)):
         patterns = [spec.files[key]] if isinstance(spec.files[key], str) else spec.files[key]
-        files[key] = [str(p) for pat in patterns for p in expand(root, pat.replace("{lang}", spec.source_lang))]
+        paths_of = getattr(GEN_READERS.get(spec.format), "expands", expand)  # tables: folders and hub ids too
+        files[key] = [str(p) for pat in patterns for p in paths_of(root, pat.replace("{lang}", spec.source_lang))]
         for row in read_split(spec, root, spec.files[key]):
             label = str(row["fields"].get(field_name, "")) if field_name else ""
             full = "\n".join(m["content"] for m in row["messages"])

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...data.readers import column_list, expand, read_text
-from ...data.tables import HUB_PREFIX, open_table, pick_column, strings
+from ...data.tables import open_table, pick_column, strings, table_refs
 from ...errors import UserError
 from .readers import GEN_READERS, pair
 
@@ -77,11 +77,11 @@ def _table_pairs(ref, spec, name: str) -> list[dict]:
 
 @GEN_READERS.register("hf")
 def read_hf_pairs(root: Path, pattern: str, spec) -> list[dict]:
-    if pattern.startswith(HUB_PREFIX):
-        return _table_pairs(pattern, spec, pattern)
-    if not any(ch in pattern for ch in "*?[") and (root / pattern).is_dir():
-        return _table_pairs(root / pattern, spec, pattern)
-    return [row for path in expand(root, pattern) for row in _table_pairs(path, spec, path.name)]
+    return [row for ref in table_refs(root, pattern)
+            for row in _table_pairs(ref, spec, ref if isinstance(ref, str) else ref.name)]
+
+
+read_hf_pairs.expands = table_refs  # what ``mmsft data check`` lists as the task's files
 
 
 @GEN_READERS.register("parquet")

@@ -45,12 +45,18 @@ class TextClassificationData:
         parse_entries(self.augment, KIND, f"{path}.augment")
 
 
+def data_paths(spec: TextClassificationData, root, patterns) -> list:
+    """The files (or, for a table reader, folders and hub ids) a ``files`` entry names."""
+    return getattr(READERS.get(spec.format), "expands", expand)(root, patterns)
+
+
 def read_split(spec: TextClassificationData, patterns) -> list[dict]:
     root = resolve_data_path(spec, "")
     label_ids = {name: i for i, name in enumerate(spec.labels)}
     rows = []
-    for path in expand(root, patterns):
-        for row in READERS.get(spec.format)(path, encoding=spec.encoding, text_column=spec.text_column, label_column=spec.label_column):
+    reader = READERS.get(spec.format)
+    for path in data_paths(spec, root, patterns):
+        for row in reader(path, encoding=spec.encoding, text_column=spec.text_column, label_column=spec.label_column):
             name = spec.label_map.get(row["label"], row["label"])
             if name not in label_ids:
                 raise UserError(f"label '{row['label']}' is not in the label list.{suggest(name, spec.labels)}",
@@ -100,6 +106,6 @@ def load_splits(cfg):
 
     spec = cfg.data
     root = resolve_data_path(spec, "")
-    files = [p for f in (spec.files[k] for k in sorted(spec.files)) for p in expand(root, f)]
+    files = [p for f in (spec.files[k] for k in sorted(spec.files)) for p in data_paths(spec, root, f)]
     key = f"{cfg.name}-{fingerprint(to_dict(spec), files)}"
     return cached_splits(key, lambda: build_splits(spec)[0])

@@ -9,19 +9,17 @@ from ...dataqc.fix import write_jsonl, write_task_yaml
 from ...dataqc.views import SPLIT_ORDER, Item, QCData
 from ...errors import UserError
 from ...paths import resolve_data_path
-from .data import build_splits, read_split
+from .data import build_splits, data_paths, read_split
 
 
 def view(cfg) -> QCData:
     """Raw rows per files key (the task's own reader), and the split each lands in after the task's
     own dedupe and split; augmentation is switched off (the check is about the source data)."""
-    from ...data.readers import expand
-
     spec = dataclasses.replace(cfg.data, augment=[], max_train_samples=None)
     root = resolve_data_path(spec, "")
     items, files = [], {}
     for key in sorted(spec.files, key=lambda k: ("all", *SPLIT_ORDER).index(k)):
-        files[key] = [str(p) for p in expand(root, spec.files[key])]
+        files[key] = [str(p) for p in data_paths(spec, root, spec.files[key])]
         for row in read_split(spec, spec.files[key]):
             items.append(Item(len(items), row["label"], key, row["source"], "dropped", text=row["text"]))
     if not items:
