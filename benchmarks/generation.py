@@ -67,6 +67,7 @@ QUICK = ["data.max_train_samples=16", "data.max_validation_samples=2", "data.max
          "train.batch_size=4", "data.generate.max_new_tokens=12", "train.log_every_steps=1"]
 TARGET_BLEU_GAIN, TARGET_EOS, BUDGET_S = 10.0, 0.99, 1800
 SCORES = ("bleu", "chrf", "rouge_l", "eos_rate", "length_ratio", "loss", "mean_new_tokens")
+SIGNATURES = ("bleu_signature", "chrf_signature")  # sacrebleu's: tokenizer, case, orders, version
 
 
 # -- one stage, in a child process ------------------------------------------------------------------
@@ -111,7 +112,7 @@ def run_stage(task: str, model: str, stage: str, overrides: list[str], work: Pat
                    steps=summary["steps"], train_samples=summary["data"]["train"], peak_memory_mb=summary["peak_memory_mb"],
                    trainable_params=summary["trainable_params"], wall_seconds=round(time.perf_counter() - tick, 1), run=str(run_dir))
         test_n = len(predictions)
-    row.update({k: metrics.get(k) for k in SCORES}, test_samples=test_n,
+    row.update({k: metrics.get(k) for k in (*SCORES, *SIGNATURES)}, test_samples=test_n,
                settings=f"template {cfg.data.template}, prompt {cfg.data.prompt!r}, max_new_tokens {cfg.data.generate.max_new_tokens}, "
                         f"{'greedy' if cfg.data.generate.num_beams == 1 else f'{cfg.data.generate.num_beams} beams'}, "
                         f"{row['threads']} thread{'s' if row['threads'] > 1 else ''}")
@@ -149,6 +150,23 @@ def checks(rows: list[dict]) -> list[str]:
     return lines
 
 
+def scoring_lines(rows: list[dict]) -> list[str]:
+    """How BLEU and chrF were computed, per task: the tokenizer follows the task's target language."""
+    from mmsft.metrics.modules.bleu import tokenize_for
+    from mmsft.spec import build_run_config
+
+    lines = ["BLEU and chrF are sacrebleu's corpus scores; BLEU's tokenizer follows the target language (`zh` for Chinese, "
+             "`ja-mecab` / `ko-mecab` when installed, else characters; `13a` for space-separated languages), chrF scores character "
+             "6-grams (β = 2) and needs none."]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        row = next(r for r in rows if r["task"] == task)
+        lang = build_run_config(task, "lora", []).data.target_lang
+        signature = row.get("bleu_signature") or f"tok:{tokenize_for(lang)} (from the code; this row predates saved signatures)"
+        chrf = f"; chrF `{row['chrf_signature']}`" if row.get("chrf_signature") else ""
+        lines.append(f"- {task}: target language `{lang}`, BLEU `{signature}`{chrf}")
+    return lines
+
+
 def render(rows: list[dict], command: str, quick: bool) -> str:
     lines = header("Generation benchmark: zero-shot vs LoRA fine-tuning (translation, customer-service replies)", command)
     if quick:
@@ -161,7 +179,7 @@ def render(rows: list[dict], command: str, quick: bool) -> str:
         "Training uses bf16 autocast where the CPU has native bf16 instructions (`train.mixed_precision=bf16` among the overrides",
         "below; `--fp32` turns it off); evaluation and generation run in fp32.", "",
         f"Overrides for every stage: `{' '.join(rows[0].get('overrides') or []) or 'none'}`" if rows else "",
-        "", "## Scores", "",
+        "", "## Scores", "", *scoring_lines(rows), "",
         "| task | model | stage | BLEU | chrF | ROUGE-L | EOS rate | length ratio | test n | train s | samples/s | settings |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

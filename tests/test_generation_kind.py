@@ -15,6 +15,7 @@ from gen_fixtures import toy_mt_yaml, write_parallel  # noqa: E402
 from mmsft.cli.main import main  # noqa: E402
 from mmsft.errors import UserError  # noqa: E402
 from mmsft.generation.encoding import IGNORE  # noqa: E402
+from mmsft.metrics.modules.bleu import tokenize_for  # noqa: E402
 from mmsft.models import build_model  # noqa: E402
 from mmsft.kinds import KINDS  # noqa: E402
 from mmsft.spec import build_run_config  # noqa: E402
@@ -147,6 +148,8 @@ def test_lora_run_round_trip_eval_and_predict(toy_mt, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("bleu", "chrf", "rouge_l", "eos_rate", "length_ratio", "loss"):
         assert key in metrics["test"]
+    signature = metrics["test"]["bleu_signature"]  # how BLEU was computed, stated in metrics.json and the report
+    assert f"|tok:{tokenize_for(cfg.data.target_lang)}|" in signature and signature in (run / "report.md").read_text()
     from safetensors.torch import load_file
 
     saved = load_file(str(run / "model" / "adapters" / "lora" / "adapter_model.safetensors"))

@@ -83,7 +83,9 @@ def test_bleu_and_chrf_match_sacrebleu_with_variable_reference_counts():
     assert single == pytest.approx(sacrebleu.corpus_bleu(HYPS, [streams[0]]).score)
     assert single != pytest.approx(out["bleu"])  # the second reference was really used
     perfect = M.compute(["bleu", "chrf"], ["a b c d e"], ["a b c d e"])
-    assert perfect == pytest.approx({"bleu": 100.0, "chrf": 100.0})
+    assert {k: perfect[k] for k in ("bleu", "chrf")} == pytest.approx({"bleu": 100.0, "chrf": 100.0})
+    assert perfect["bleu_signature"].startswith("nrefs:1|case:mixed|") and "|tok:13a|" in perfect["bleu_signature"]
+    assert "|nc:6|nw:0|" in perfect["chrf_signature"] and f"version:{sacrebleu.__version__}" in perfect["chrf_signature"]
 
 
 def test_bleu_tokenises_for_the_target_language():
@@ -94,6 +96,8 @@ def test_bleu_tokenises_for_the_target_language():
     hyp, ref = ["我喜欢吃苹果和香蕉"], ["我喜欢吃苹果"]
     zh = M.compute("bleu", hyp, ref, language="zh")["bleu"]
     assert zh == pytest.approx(sacrebleu.corpus_bleu(hyp, [ref], tokenize="zh").score) and zh > 0
+    assert "|tok:zh|" in M.compute("bleu", hyp, ref, language="zh")["bleu_signature"]  # the report states it
+    assert "|tok:char|" in M.compute("bleu", hyp, ref, tokenize="char")["bleu_signature"]  # explicit tokenize wins
     assert M.compute("bleu", hyp, ref)["bleu"] == 0.0  # 13a sees one "word" each: why the language matters
 
 

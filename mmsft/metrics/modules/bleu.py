@@ -7,7 +7,9 @@ WMT uses for it: ``zh`` for Chinese, ``ja-mecab`` for Japanese when MeCab and it
 installed (``pip install sacrebleu[ja]``), ``ko-mecab`` likewise for Korean, characters (``char``)
 for those two without MeCab and for the other unsegmented scripts (Thai, Lao, Khmer, Burmese), and
 ``13a`` otherwise.  ``tokenize_for(language)`` says which one a run used; an explicit ``tokenize``
-wins over ``language``.  chrF (``chrf``) needs no tokeniser: it scores character n-grams.
+wins over ``language``.  chrF (``chrf``) needs no tokeniser: it scores character n-grams.  Both return
+sacrebleu's signature next to the score (``bleu_signature``: ``nrefs:1|case:mixed|eff:no|tok:13a|...``),
+so metrics.json and the run report state how the number was computed, as Post (2018) asks.
 """
 import importlib.util
 
@@ -48,9 +50,10 @@ class Bleu(TextMetric):
     language (str, optional): target language code (e.g. "de", "zh", "ja"), which picks the tokenizer.
 Returns:
     bleu (float): 0-100.
+    bleu_signature (str): sacrebleu's signature (references, case, tokenizer, smoothing, version).
 """
 
     def _compute(self, predictions, references, tokenize=None, lowercase=False, language=None):
-        result = sacrebleu.corpus_bleu(predictions, reference_streams(references),
-                                       tokenize=tokenize or tokenize_for(language), lowercase=lowercase)
-        return {"bleu": float(result.score)}
+        scorer = sacrebleu.BLEU(tokenize=tokenize or tokenize_for(language), lowercase=lowercase)
+        result = scorer.corpus_score(predictions, reference_streams(references))
+        return {"bleu": float(result.score), "bleu_signature": scorer.get_signature().format()}

@@ -1,4 +1,4 @@
-"""Corpus chrF (sacrebleu), on the 0-100 scale."""
+"""Corpus chrF (sacrebleu), on the 0-100 scale, with sacrebleu's signature (``chrf_signature``)."""
 import sacrebleu
 
 from mmsft.metrics.bases import TextMetric, reference_streams
@@ -14,8 +14,10 @@ class Chrf(TextMetric):
     INPUTS = """    word_order (int, optional): 0 (chrF, default) or 2 (chrF++).
 Returns:
     chrf (float): 0-100.
+    chrf_signature (str): sacrebleu's signature (references, case, char / word orders, version).
 """
 
     def _compute(self, predictions, references, word_order=0):
-        result = sacrebleu.corpus_chrf(predictions, reference_streams(references), word_order=word_order)
-        return {"chrf": float(result.score)}
+        scorer = sacrebleu.CHRF(word_order=word_order)
+        result = scorer.corpus_score(predictions, reference_streams(references))
+        return {"chrf": float(result.score), "chrf_signature": scorer.get_signature().format()}
