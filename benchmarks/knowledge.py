@@ -202,24 +202,33 @@ def reply_rows(stages: Path, quick: bool, work: Path, fresh: bool) -> tuple[list
 
 # -- report --------------------------------------------------------------------------------------------
 def plot(rows: list[dict], replies: list[dict], path: Path) -> None:
+    """Gain over the no-KB baseline per (task, module, fraction), accuracy and macro-F1 side by side
+    (horizontal bars so the labels read; green = pays), plus the replies' placeholder rate when measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cls = [r for r in rows if r["metric"] == "accuracy"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
-    labels = [f"{r['task'].split('_')[0]}\n{r['module'].replace('_', ' ')}\n{r['fraction']:.0%}" for r in cls]
-    gains = [100 * (r["value_mean"] - r["baseline_mean"]) for r in cls]
-    errors = [200 * max(r["value_std"], r["baseline_std"]) for r in cls]
-    axes[0].bar(range(len(cls)), gains, yerr=errors, color=["tab:green" if pays(r) else "tab:gray" for r in cls], capsize=2)
-    axes[0].axhline(2, color="tab:red", lw=0.8, ls="--")
-    axes[0].axhline(0, color="black", lw=0.6)
-    axes[0].set_xticks(range(len(cls)), labels, fontsize=6)
-    axes[0].set_ylabel("test accuracy gain over no KB (points; bars: 2 std)")
+    metrics = ["accuracy", "f1_macro"]
+    cells = list(dict.fromkeys((r["task"], r["module"], r["fraction"]) for r in rows if r["metric"] in metrics))
+    panels = len(metrics) + bool(replies)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 0.32 * len(cells) + 1.6), squeeze=False)
+    labels = [f"{task.split('_')[0]} · {module.replace('_', ' ')} · {fraction:.0%}" for task, module, fraction in cells]
+    for ax, metric in zip(axes[0], metrics):
+        got = {(r["task"], r["module"], r["fraction"]): r for r in rows if r["metric"] == metric}
+        picked = [got[c] for c in cells]
+        ax.barh(range(len(cells)), [100 * (r["value_mean"] - r["baseline_mean"]) for r in picked],
+                xerr=[200 * max(r["value_std"], r["baseline_std"]) for r in picked], capsize=2,
+                color=["tab:green" if pays(r) else "tab:gray" for r in picked])
+        ax.axvline(2, color="tab:red", lw=0.8, ls="--")
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set_yticks(range(len(cells)), labels if ax is axes[0][0] else [""] * len(cells), fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"test {metric} gain over no KB (points; bars: 2 std)", fontsize=8)
     if replies:
-        axes[1].bar(["no KB", "KB"], [r["hallucinated_placeholder_rate"] for r in replies], color=["tab:gray", "tab:blue"])
-        axes[1].set_title("reply hallucinated-placeholder rate", fontsize=9)
+        ax = axes[0][-1]
+        ax.bar(["no KB", "KB"], [r["hallucinated_placeholder_rate"] for r in replies], color=["tab:gray", "tab:blue"])
+        ax.set_title("reply hallucinated-placeholder rate", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
