@@ -61,8 +61,10 @@ def isolated(tmp_path, monkeypatch):
 TOY_TRAIN = "epochs: 2, batch_size: 8, eval_batch_size: 16, lr: 1.0e-3, log_every_steps: 2"
 
 
-def write_toy_task(folder: Path, backbone: Path, *, rows: int = 120, train: str = TOY_TRAIN, adapter: str | None = None) -> Path:
-    """``folder/toy.yaml`` over a toy CSV in ``folder/data`` on ``backbone``; ``train``: the train mapping's body."""
+def write_toy_task(folder: Path, backbone: Path, *, rows: int = 120, train: str = TOY_TRAIN, adapter: str | None = None,
+                   data_format: str = "csv", files: str = "{all: toy.csv}") -> Path:
+    """``folder/toy.yaml`` over a toy CSV in ``folder/data`` on ``backbone``; ``train``: the train mapping's body;
+    ``data_format`` / ``files``: the task's ``data.format`` and ``data.files`` (e.g. a table made from that CSV)."""
     data = folder / "data"
     data.mkdir(exist_ok=True)
     write_toy_csv(data / "toy.csv", n=rows)
@@ -72,9 +74,9 @@ def write_toy_task(folder: Path, backbone: Path, *, rows: int = 120, train: str 
         kind: text_classification
         {f"adapter: {adapter}" if adapter else ""}
         data:
-          format: csv
+          format: {data_format}
           root: {data}
-          files: {{all: toy.csv}}
+          files: {files}
           labels: [neg, pos]
           split: {{train: 0.6, validation: 0.2, test: 0.2, seed: 1}}
         model: {{backbone: {backbone}, max_length: 32}}

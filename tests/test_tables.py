@@ -6,12 +6,11 @@ Each format is read back to the same rows as the CSV it was made from; every bad
 from __future__ import annotations
 
 import csv
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import write_toy_csv
+from conftest import write_toy_csv, write_toy_task
 from mmsft.data.readers import READERS
 from mmsft.errors import UserError
 
@@ -26,8 +25,13 @@ def _csv_rows(path: Path) -> list[dict]:
 def _toy_table(tmp_path: Path, n: int = 40):
     """The toy CSV and the same rows as a ``datasets.Dataset`` (label as a ClassLabel)."""
     rows = _csv_rows(write_toy_csv(tmp_path / "toy.csv", n=n))
+    return rows, _dataset(rows)
+
+
+def _dataset(rows: list[dict]):
+    """CSV rows as a ``datasets.Dataset``, the label a ClassLabel (read back as its names)."""
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
-    return rows, datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}, features=features)
+    return datasets.Dataset.from_dict({"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}, features=features)
 
 
 def _read(fmt: str, path, **opts) -> list[dict]:
@@ -121,21 +125,9 @@ def test_bad_tables_name_the_file_and_row(tmp_path, case, message):
     assert message in str(err.value), str(err.value)
 
 
-def _parquet_task(tmp_path: Path, backbone: Path, files: str) -> Path:
-    path = tmp_path / "pq.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        name: pq
-        kind: text_classification
-        data:
-          format: hf
-          root: {tmp_path}
-          files: {files}
-          labels: [neg, pos]
-          split: {{train: 0.6, validation: 0.2, test: 0.2, seed: 1}}
-        model: {{backbone: {backbone}, max_length: 32}}
-        train: {{epochs: 1, batch_size: 8, lr: 1.0e-3}}
-        """))
-    return path
+def _table_task(folder: Path, backbone: Path, files: str) -> Path:
+    """The toy task (60 rows, one epoch) reading ``data.format: hf`` from ``files`` under ``folder/data``."""
+    return write_toy_task(folder, backbone, rows=60, train="epochs: 1, batch_size: 8, lr: 1.0e-3", data_format="hf", files=files)
 
 
 @pytest.mark.parametrize("layout", ["toy.parquet", "saved"])
@@ -144,17 +136,18 @@ def test_table_task_splits_like_its_csv_trains_and_checks(tmp_path, tiny_bert, i
     from mmsft.kinds.text_classification.data import build_splits
     from mmsft.spec import build_run_config
 
-    _, ds = _toy_table(tmp_path, n=60)
-    ds.to_parquet(str(tmp_path / "toy.parquet")) if layout.endswith(".parquet") else ds.save_to_disk(str(tmp_path / layout))
-    task = _parquet_task(tmp_path, tiny_bert, f"{{all: {layout}}}")
+    task = _table_task(tmp_path, tiny_bert, f"{{all: {layout}}}")
+    data = tmp_path / "data"
+    ds = _dataset(_csv_rows(data / "toy.csv"))
+    ds.to_parquet(str(data / layout)) if layout.endswith(".parquet") else ds.save_to_disk(str(data / layout))
     (tmp_path / "c").mkdir()
-    csv_task = _parquet_task(tmp_path / "c", tiny_bert, f"{{all: {tmp_path / 'toy.csv'}}}")
+    csv_task = write_toy_task(tmp_path / "c", tiny_bert, rows=60)  # the same rows as a CSV task
     from_table, _ = build_splits(build_run_config(str(task), "full").data)
-    from_csv, _ = build_splits(build_run_config(str(csv_task), "full", ["data.format=csv"]).data)
+    from_csv, _ = build_splits(build_run_config(str(csv_task), "full").data)
     assert {k: [(r["text"], r["label"]) for r in v] for k, v in from_table.items()} == \
            {k: [(r["text"], r["label"]) for r in v] for k, v in from_csv.items()}
     assert main(["data", "check", str(task), "--out", str(isolated / "check"), "--skip", "noise,diversity"]) in (0, 1)
-    assert str(tmp_path / layout) in (isolated / "check" / "check.json").read_text()
+    assert str(data / layout) in (isolated / "check" / "check.json").read_text()
     assert main(["train", str(task), "--adapter", "full", "--output", str(isolated / "run")]) == 0
     assert (isolated / "run" / "metrics.json").is_file()
 
@@ -164,7 +157,7 @@ def test_hub_dataset_offline_fails_fast(tmp_path, tiny_bert, isolated, capsys, m
     from mmsft.cli.main import main
 
     monkeypatch.setattr(zoo_base, "hub_reachable", lambda *a, **k: False)
-    task = _parquet_task(tmp_path, tiny_bert, "{all: 'hf:someone/finance-tweets'}")
+    task = _table_task(tmp_path, tiny_bert, "{all: 'hf:someone/finance-tweets'}")
     assert main(["train", str(task), "--adapter", "full"]) == 2
     err = capsys.readouterr().err
     assert "hub dataset 'someone/finance-tweets' needs the Hugging Face hub, which cannot be reached (offline)" in err

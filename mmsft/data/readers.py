@@ -182,3 +182,9 @@ def expand(root: Path, patterns: str | Iterable[str]) -> list[Path]:
                 raise UserError("data file not found", where=str(path), expected=f"a file under the data root {root}")
         out.extend(matches)
     return out
+
+
+def reader_paths(reader, root: Path, patterns) -> list:
+    """What a ``files`` entry names for ``reader``: files (``expand``), unless the reader says otherwise
+    through an ``expands`` attribute (table readers: folders and hub ids too)."""
+    return getattr(reader, "expands", expand)(root, patterns)

@@ -23,7 +23,7 @@ def _label_field(spec):
 def view(cfg) -> QCData:
     """Conversations / pairs: the item text is the user side (what leaks or repeats), the label the
     ``stratify_column`` field (e.g. intent) when there is one, ``turns`` the messages."""
-    from ...data.readers import expand
+    from ...data.readers import reader_paths
 
     spec = dataclasses.replace(cfg.data, max_train_samples=None, max_validation_samples=None, max_test_samples=None)
     root = resolve_data_path(spec, "")
@@ -31,8 +31,8 @@ def view(cfg) -> QCData:
     items, files = [], {}
     for key in sorted(spec.files, key=lambda k: ("all", *SPLIT_ORDER).index(k)):
         patterns = [spec.files[key]] if isinstance(spec.files[key], str) else spec.files[key]
-        paths_of = getattr(GEN_READERS.get(spec.format), "expands", expand)  # tables: folders and hub ids too
-        files[key] = [str(p) for pat in patterns for p in paths_of(root, pat.replace("{lang}", spec.source_lang))]
+        reader = GEN_READERS.get(spec.format)
+        files[key] = [str(p) for pat in patterns for p in reader_paths(reader, root, pat.replace("{lang}", spec.source_lang))]
         for row in read_split(spec, root, spec.files[key]):
             label = str(row["fields"].get(field_name, "")) if field_name else ""
             full = "\n".join(m["content"] for m in row["messages"])

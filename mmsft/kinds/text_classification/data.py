@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ...data.cache import cached_splits, fingerprint
-from ...data.readers import READERS, expand
+from ...data.readers import READERS, reader_paths
 from ...data.splits import DedupePolicy, SplitSpec, dedupe, split_rows
 from ...errors import UserError, suggest
 from ...paths import resolve_data_path
@@ -47,7 +47,7 @@ class TextClassificationData:
 
 def data_paths(spec: TextClassificationData, root, patterns) -> list:
     """The files (or, for a table reader, folders and hub ids) a ``files`` entry names."""
-    return getattr(READERS.get(spec.format), "expands", expand)(root, patterns)
+    return reader_paths(READERS.get(spec.format), root, patterns)
 
 
 def read_split(spec: TextClassificationData, patterns) -> list[dict]:
