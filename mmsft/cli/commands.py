@@ -135,16 +135,17 @@ def _tasks(p):
 @command("models", "List the offline model zoo.")
 def _models(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION")
-    sub.add_parser("list", help="zoo entries, their family, package and whether the weights are installed")
+    sub.add_parser("list", help="zoo entries, their family, package and whether the weights are installed (or carried: MMSFT_ZOO_DIR)")
 
     def run(args):
         import importlib.util
 
-        from ..zoo import ZOO
+        from ..zoo import ZOO, carried_folder
 
         for name, entry in ZOO.items():
             module = entry.package.replace("-", "_")
-            installed = importlib.util.find_spec(module) is not None
+            # carried: weights under MMSFT_ZOO_DIR, used instead of the package (mmsft.zoo.base)
+            status = "carried" if carried_folder(name) else "installed" if importlib.util.find_spec(module) else "missing"
             size = f"{entry.params_millions:g}M" if entry.params_millions else "?"
-            print(f"{name:20s} {entry.family:13s} {size:>7s}  {'installed' if installed else 'missing  '}  {entry.install}")
+            print(f"{name:20s} {entry.family:13s} {size:>7s}  {status:9s}  {entry.install}")
     p.set_defaults(func=run)

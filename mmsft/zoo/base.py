@@ -1,4 +1,12 @@
-"""Zoo entries and name resolution (zoo name -> local folder; local folder; hub id when online)."""
+"""Zoo entries and name resolution (zoo name -> local folder; local folder; hub id when online).
+
+``MMSFT_ZOO_DIR``: a folder of carried weights, one sub-folder per zoo name (``<dir>/minilm-l6/``,
+``<dir>/mobilenet-v2/``), each what the entry's ``locate()`` would return.  When ``<dir>/<name>`` holds
+a ``*.safetensors`` file it is used instead of the package, and the entry (pooling, LoRA targets,
+builder) still applies: why, a machine that cannot install the weight packages (the GPU machine,
+``scripts/gpu_bundle.sh``) still runs the zoo names; a backbone given as a plain local path would lose
+the entry's settings.
+"""
 from __future__ import annotations
 
 import os
@@ -27,8 +35,22 @@ class ZooEntry:
     params_millions: Optional[float] = None
     builder: Optional[Callable[..., Any]] = None  # image families: build the nn.Module from the located weights
 
+    def folder(self) -> Path:
+        """The weights folder: the carried copy (``MMSFT_ZOO_DIR``) when there is one, else ``locate()``."""
+        return carried_folder(self.name) or self.locate()
+
 
 ZOO: Registry[ZooEntry] = Registry("backbone")
+ZOO_DIR_ENV = "MMSFT_ZOO_DIR"
+
+
+def carried_folder(name: str) -> Optional[Path]:
+    """``$MMSFT_ZOO_DIR/<name>`` when it holds a ``*.safetensors`` file, else None (see the module docstring)."""
+    root = os.environ.get(ZOO_DIR_ENV)
+    if not root:
+        return None
+    folder = Path(root).expanduser() / name
+    return folder if folder.is_dir() and any(folder.glob("*.safetensors")) else None
 
 
 def register_entry(entry: ZooEntry) -> ZooEntry:
@@ -46,7 +68,7 @@ def resolve(name: str) -> ResolvedModel:
     if name in ZOO:
         entry = ZOO.get(name)
         try:
-            path = entry.locate()
+            path = entry.folder()
         except (ImportError, FileNotFoundError) as exc:
             raise UserError(
                 f"backbone '{name}' needs package {entry.package}: {exc}",

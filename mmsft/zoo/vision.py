@@ -59,7 +59,7 @@ def _convert_once(name: str, make_state: Callable[[], dict], meta: dict) -> Path
 def _load_located(entry_name: str) -> dict:
     from safetensors.torch import load_file
 
-    return load_file(str(ZOO.get(entry_name).locate() / _WEIGHTS_FILE))
+    return load_file(str(ZOO.get(entry_name).folder() / _WEIGHTS_FILE))
 
 
 def map_by_position(source: dict, template: dict, *, what: str = "weights") -> dict:
