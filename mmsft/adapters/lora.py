@@ -13,6 +13,7 @@ from typing import Optional, Union
 
 from ..errors import UserError
 from .base import AdapterMethod, register_adapter
+from .lora_fused import fuse_lora_updates
 
 # Fallback targets by Hugging Face model_type when the zoo entry does not name them.
 DEFAULT_TARGETS = {
@@ -97,6 +98,7 @@ class Lora(AdapterMethod):
                 target.model = get_peft_model(target.model, self._config(target, options), adapter_name=adapter_name)
         except ValueError as exc:  # peft: target modules not found
             raise UserError(str(exc).split("\n")[0], where="adapter.options.target_modules") from None
+        fuse_lora_updates(target.model)  # keeps x and a bool mask, not three copies, per layer (lora_fused.py)
         return [p for p in target.model.parameters() if id(p) not in before]
 
     def save(self, target, folder: Path, options, adapter_name: str) -> None:

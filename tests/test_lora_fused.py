@@ -1,0 +1,98 @@
+"""The fused LoRA update (mmsft.adapters.lora_fused): peft's maths, fewer saved activations, peft's names."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mmsft.adapters.lora_fused import _LoraDelta, fuse_lora_updates
+
+peft = pytest.importorskip("peft")
+
+
+def _pair(dropout: float, **config):
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(8, 12), nn.GELU(), nn.Linear(12, 4))
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["0", "2"], init_lora_weights=False, **config)
+    reference = peft.get_peft_model(base, cfg)
+    fused = copy.deepcopy(reference)
+    return reference, fused, fuse_lora_updates(fused)
+
+
+def _step(model, x):
+    model.train()
+    x = x.detach().clone().requires_grad_()
+    y = model(x)
+    y.square().sum().backward()
+    return y, x.grad, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_fused_equals_peft_without_dropout():
+    reference, fused, count = _pair(0.0)
+    assert count == 2
+    x = torch.randn(3, 5, 8)
+    (y0, gx0, g0), (y1, gx1, g1) = _step(reference, x), _step(fused, x)
+    torch.testing.assert_close(y1, y0)
+    torch.testing.assert_close(gx1, gx0)
+    assert sorted(g1) == sorted(g0) and all(g1[n] is not None for n in g1)
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name])
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_fused_gradients_are_exact(p):
+    """gradcheck with the mask fixed by reseeding before every call: backward matches finite differences."""
+    def delta(x, a, b):
+        torch.manual_seed(7)
+        return _LoraDelta.apply(x, a, b, p, 2.0)
+
+    inputs = (torch.randn(2, 3, 8, dtype=torch.double, requires_grad=True),
+              torch.randn(4, 8, dtype=torch.double, requires_grad=True), torch.randn(6, 4, dtype=torch.double, requires_grad=True))
+    assert torch.autograd.gradcheck(delta, inputs)
+
+
+def test_fused_dropout_is_inverted_dropout():
+    """Same expectation as peft's nn.Dropout path: with A = I and B = I the update is x * keep / (1 - p)."""
+    torch.manual_seed(3)
+    x = torch.ones(200, 50)
+    eye = torch.eye(50)
+    out = _LoraDelta.apply(x, eye, eye, 0.25, 1.0)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.02
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.75))
+
+
+def test_fused_keeps_fewer_activations():
+    """peft's path keeps a float mask and the dropped copy per layer; the fused one keeps a bool mask."""
+    def saved_bytes(model, x):
+        sizes = {}
+
+        def pack(t):
+            sizes[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        model.train()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x).sum()
+        return sum(sizes.values())
+
+    reference, fused, _ = _pair(0.1)
+    x = torch.randn(64, 30, 8, requires_grad=True)
+    assert saved_bytes(fused, x) < 0.8 * saved_bytes(reference, x)
+
+
+def test_fused_leaves_names_eval_and_merge_to_peft():
+    reference, fused, _ = _pair(0.1)
+    assert list(fused.state_dict()) == list(reference.state_dict())
+    x = torch.randn(3, 8)
+    reference.eval(), fused.eval()
+    torch.testing.assert_close(fused(x), reference(x))  # eval: peft's own forward, no dropout
+    merged = fused.merge_and_unload()
+    torch.testing.assert_close(merged(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
+def test_dora_and_lora_bias_keep_peft_forward():
+    assert _pair(0.1, use_dora=True)[2] == 0
+    assert _pair(0.1, lora_bias=True)[2] == 0
