@@ -69,6 +69,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         raise UserError(f"wrong type {type(value).__name__} ({value!r})", where=path, expected=_type_name(tp))
     if origin is Literal:
         allowed = typing.get_args(tp)
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no / off / yes / on as a boolean
+            value = next((w for w in (("yes", "on", "true") if value else ("no", "off", "false")) if w in allowed), value)
         if value not in allowed:
             raise UserError(f"invalid value {value!r}.{suggest(value, allowed)}", where=path, expected=_type_name(tp))
         return value

@@ -41,6 +41,7 @@ from .batching import to_device
 from .callbacks import Callback, build_callbacks
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, load_extra_tensors, save_checkpoint
 from .cpu_memory import keep_freed_memory
+from .precision import resolve_precision
 from .objectives import Objective, Single
 from .optim import build_optimizer
 from .sampling import ResumableBatchSampler
@@ -61,14 +62,6 @@ class TrainResult:
     peak_memory_mb: float
 
 
-def resolve_precision(spec, device: torch.device) -> str:
-    if spec.mixed_precision != "auto":
-        return spec.mixed_precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"  # CPU autocast is slower than fp32 on most CPUs
-
-
 def make_accelerator(spec):
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
@@ -76,7 +69,7 @@ def make_accelerator(spec):
     device = torch.device("cpu") if use_cpu else torch.device("cuda" if torch.cuda.is_available() else "mps")
     # backbones carry parts a task may not use (BERT's pooler under mean pooling): let DDP skip them
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec, device), kwargs_handlers=[ddp])
+    return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec.mixed_precision, device), kwargs_handlers=[ddp])
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -1,0 +1,142 @@
+"""One row of the throughput report, measured in its own process (so its RSS is its own).
+
+    python benchmarks/throughput_row.py TASK ADAPTER STEPS [key=value ...]   -> one JSON line on stdout
+
+Trains STEPS optimizer steps through mmsft's Runner (the same loop `mmsft train` runs, no evaluation)
+and reports samples/s; counts the FLOPs of forward + backward on the first batches with
+torch.utils.flop_counter; profiles a few more steps and sorts the self CPU time into matmul /
+attention / elementwise / optimizer / data / Python; measures RSS after the model is loaded and at
+the peak; and the share of padded positions in the batches trained.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+PROFILED_STEPS = 3
+FLOP_BATCHES = 4
+
+
+def rss_mb() -> tuple[float, float]:
+    """Current and peak resident set size of this process (VmRSS, VmHWM), MB."""
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def category(op: str) -> str:
+    name = op.lower()
+    if "optimizer.step" in name or "adamw" in name or "_foreach" in name:
+        return "optimizer"
+    if "dataloader" in name or "collate" in name:
+        return "data"
+    if any(k in name for k in ("softmax", "scaled_dot_product", "flash_attention", "attention")):
+        return "attention"
+    if any(k in name for k in ("::mm", "addmm", "bmm", "matmul", "linear", "conv", "baddbmm")):
+        return "matmul"
+    return "elementwise / other"
+
+
+def batches(runner, count: int):
+    from torch.utils.data import DataLoader
+
+    runner.sampler.set_epoch(0)
+    loader = DataLoader(runner.dataset, batch_sampler=runner.sampler, collate_fn=runner.collate)
+    for i, batch in enumerate(loader):
+        if i >= count:
+            return
+        yield batch
+
+
+def padding_share(runner, count: int) -> float | None:
+    real = total = 0
+    for batch in batches(runner, count):
+        mask = batch.get("attention_mask")
+        if mask is None:
+            return None
+        real, total = real + int(mask.sum()), total + mask.numel()
+    return 1 - real / total if total else None
+
+
+def count_flops(runner, count: int) -> tuple[float, int]:
+    """FLOPs of forward + backward over ``count`` training batches, and the samples they held."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, flops, samples = runner.model, 0, 0
+    model.train()
+    for batch in batches(runner, count):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            loss, _ = runner.objective.loss(model, batch)
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+        flops += counter.get_total_flops()
+        samples += len(next(v for v in batch.values() if torch.is_tensor(v)))
+    return flops, samples
+
+
+def profile_steps(runner, count: int) -> dict:
+    """Self CPU seconds per category over ``count`` full training steps (data, forward, backward, update)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    model, optimizer = runner.model, runner.optimizer
+    loader = iter(batches(runner, count))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        tick = time.perf_counter()
+        for _ in range(count):
+            with record_function("dataloader"):
+                batch = next(loader)
+            loss, _ = runner.objective.loss(model, batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        wall = time.perf_counter() - tick
+    seconds: dict[str, float] = {}
+    top = []
+    for event in prof.key_averages():
+        own = event.self_cpu_time_total / 1e6
+        seconds[category(event.key)] = seconds.get(category(event.key), 0.0) + own
+        top.append((own, event.key))
+    seconds["python / framework (unaccounted)"] = max(0.0, wall - sum(seconds.values()))
+    top.sort(reverse=True)
+    return {"wall_seconds": wall, "categories": {k: round(v / wall, 4) for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])},
+            "top_ops": [{"op": name, "share": round(own / wall, 4)} for own, name in top[:8]]}
+
+
+def main() -> None:
+    task, adapter, steps, *overrides = sys.argv[1:]
+    from mmsft.pipeline import build_session
+    from mmsft.spec import build_run_config
+    from mmsft.training.runner import Runner
+
+    threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
+    torch.set_num_threads(threads)
+    cfg = build_run_config(task, adapter, [f"train.max_steps={steps}", "train.early_stopping.patience=0", *overrides])
+    session = build_session(cfg)
+    prepared = session.prepared
+    rss_after_load = rss_mb()[0]
+    with tempfile.TemporaryDirectory(prefix="mmsft-throughput-") as tmp:
+        runner = Runner(cfg.train, session.model, prepared.splits["train"], prepared.collate, prepared.lengths["train"],
+                        lambda model: {}, tmp)
+        result = runner.fit()
+        peak_rss = rss_mb()[1]  # the training run's peak; counting and profiling below allocate more
+        precision = runner.accelerator.mixed_precision
+        flops, flop_samples = count_flops(runner, FLOP_BATCHES)
+        profiled = profile_steps(runner, PROFILED_STEPS)
+        padded = padding_share(runner, min(runner.batches_per_epoch, 50))
+    counts = session.model.param_counts()
+    print(json.dumps({
+        "task": task, "adapter": adapter, "precision": "fp32" if precision == "no" else precision, "threads": threads,
+        "steps": result.state.step, "batch_size": cfg.train.batch_size, "samples_per_second": result.samples_per_second,
+        "flops_per_sample": flops / max(flop_samples, 1), "rss_after_load_mb": rss_after_load, "peak_rss_mb": peak_rss,
+        "padding_share": padded, "trainable_params": counts["trainable_params"], "total_params": counts["total_params"],
+        "profile": profiled, "overrides": overrides,
+    }))
+
+
+if __name__ == "__main__":
+    main()
