@@ -1,0 +1,37 @@
+"""benchmarks/throughput_row.py on the toy task: counted FLOPs, profile shares and memory fields are real."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from throughput_row import category  # noqa: E402
+
+
+def _row(task: Path, adapter: str) -> dict:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput_row.py"), str(task), adapter, "3"],
+                         capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_rows_count_flops_and_split_the_step(toy_task):
+    full, frozen = _row(toy_task, "full"), _row(toy_task, "frozen")
+    for row in (full, frozen):
+        assert row["steps"] == 3 and row["samples_per_second"] > 0 and row["precision"] == "fp32"
+        assert row["peak_rss_mb"] >= row["rss_after_load_mb"] > 0
+        assert 0 <= row["padding_share"] < 1
+        assert abs(sum(row["profile"]["categories"].values()) - 1) < 0.05  # the categories cover the step
+    # a frozen backbone runs forward only: its backward is the head's, far fewer FLOPs per sample
+    assert full["flops_per_sample"] > 2 * frozen["flops_per_sample"] > 0
+
+
+def test_operator_categories():
+    assert category("aten::addmm") == category("aten::mm") == category("aten::bmm") == "matmul"
+    assert category("aten::_softmax") == "attention"
+    assert category("Optimizer.step#AdamW.step") == "optimizer"
+    assert category("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__") == "data"
+    assert category("aten::gelu") == "elementwise / other"
