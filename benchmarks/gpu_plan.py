@@ -11,7 +11,6 @@ finance rows (batches of 8), 32 toy pairs, 8 + 4 images, at most 2 optimizer ste
 from __future__ import annotations
 
 import os
-import random
 import shlex
 import sys
 import textwrap
@@ -19,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toy_corpus import write_parallel  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = {"gpu": 450, "cpu-smoke": 600}  # seconds per part, installs included
 GPU_TRAIN = ["train.device=cuda", "train.mixed_precision=bf16"]
-SMOKE_TRAIN = ["train.device=cpu", "train.mixed_precision=\"no\"",  # quoted: YAML reads a bare no as false
-               "train.threads=1", "train.max_steps=2"]
+SMOKE_TRAIN = ["train.device=cpu", "train.mixed_precision=no", "train.threads=1", "train.max_steps=2"]
 IMPORTS = {  # what the part's runs import (the probe imports them first, to fail early and clearly)
     "text": ["mmsft", "mmsft.api", "mmsft.pipeline", "mmsft.training.runner", "mmsft.kinds.text_classification",
              "mmsft.kinds.generation", "mmsft.data.cache", "datasets", "evaluate", "peft", "rouge_score.rouge_scorer", "sacrebleu"],
@@ -154,8 +155,6 @@ def smoke_data(ctx: Context) -> None:
         shutil.copyfile(vehicles / "data.yaml", dst / "vehicles_openimages" / "data.yaml")
 
 
-WORDS = {"cat": "Katze", "dog": "Hund", "man": "Mann", "woman": "Frau", "child": "Kind", "house": "Haus", "car": "Auto"}
-VERBS = {"sees": "sieht", "likes": "mag", "has": "hat"}
 
 
 def write_generation(ctx: Context) -> None:
@@ -171,18 +170,9 @@ def write_generation(ctx: Context) -> None:
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     LlamaForCausalLM(config).save_pretrained(gen / "tiny-lm")
     tok.save_pretrained(gen / "tiny-lm")
-    rng = random.Random(0)
     sizes = {"train": 32 if ctx.smoke else 512, "val": 8 if ctx.smoke else 16, "test": 8 if ctx.smoke else 32}
-    for split, n in sizes.items():
-        en, de = [], []
-        for _ in range(n):
-            a, b = rng.sample(list(WORDS), 2)
-            v = rng.choice(list(VERBS))
-            en.append(f"the {a} {v} the {b}")
-            de.append(f"die {WORDS[a]} {VERBS[v]} die {WORDS[b]}")
-        (gen / "data").mkdir(parents=True, exist_ok=True)
-        (gen / "data" / f"{split}.en").write_text("\n".join(en) + "\n")
-        (gen / "data" / f"{split}.de").write_text("\n".join(de) + "\n")
+    for seed, (split, n) in enumerate(sizes.items()):
+        write_parallel(gen / "data", split, n, seed)
     (gen / "toy_mt.yaml").write_text(textwrap.dedent(f"""\
         name: toy_mt
         kind: generation

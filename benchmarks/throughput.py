@@ -53,7 +53,7 @@ def run_row(task: str, adapter: str, steps: int, overrides: list[str]) -> dict:
 
 def finish(row: dict, peak: dict) -> dict:
     achieved = row["flops_per_sample"] * row["samples_per_second"] / 1e9
-    row.update(achieved_gflops=round(achieved, 2), peak_gflops=peak["peak_gflops"][row["precision"] if row["precision"] in peak["peak_gflops"] else "fp32"],
+    row.update(achieved_gflops=round(achieved, 2), peak_gflops=peak["peak_gflops"][row["precision"]],
                training_memory_mb=round(row["peak_rss_mb"] - row["rss_after_load_mb"], 1))
     row["mfu"] = round(achieved / row["peak_gflops"], 4)
     return row

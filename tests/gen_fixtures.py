@@ -4,14 +4,14 @@ Imported by tests/test_generation*.py (``from gen_fixtures import *``).
 """
 from __future__ import annotations
 
-import random
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-WORDS = {"cat": "Katze", "dog": "Hund", "man": "Mann", "woman": "Frau", "child": "Kind", "house": "Haus"}
-VERBS = {"sees": "sieht", "likes": "mag", "has": "hat"}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from toy_corpus import VERBS, WORDS, write_parallel  # noqa: E402,F401  (one toy corpus for tests and the GPU check)
 
 
 def smollm2_folder() -> Path:
@@ -72,20 +72,6 @@ def smol_tok(smol_path):
     tok = AutoTokenizer.from_pretrained(smol_path)
     add_special_tokens(tok)
     return tok
-
-
-def write_parallel(folder: Path, name: str, n: int, seed: int) -> tuple[list[str], list[str]]:
-    rng = random.Random(seed)
-    en, de = [], []
-    for _ in range(n):
-        a, b = rng.sample(list(WORDS), 2)
-        v = rng.choice(list(VERBS))
-        en.append(f"the {a} {v} the {b}")
-        de.append(f"die {WORDS[a]} {VERBS[v]} die {WORDS[b]}")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.en").write_text("\n".join(en) + "\n")
-    (folder / f"{name}.de").write_text("\n".join(de) + "\n")
-    return en, de
 
 
 def toy_mt_yaml(tmp_path: Path, backbone: Path, extra: str = "", n_train: int = 48) -> Path:

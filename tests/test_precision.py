@@ -16,11 +16,17 @@ def test_auto_follows_the_measured_speedup(monkeypatch):
     assert precision.resolve_precision("bf16", cpu) == "bf16"  # asked for: honoured, however slow
 
 
-def test_probe_measures_both_dtypes():
+def test_probe_measures_both_dtypes(monkeypatch):
     fp32 = precision.matmul_gflops(torch.float32, shape=(64, 64, 64))
     bf16 = precision.matmul_gflops(torch.bfloat16, shape=(64, 64, 64))
     assert fp32 > 0 and bf16 > 0
+    monkeypatch.setattr(precision, "cpu_lacks_bf16", lambda: False)
+    precision.cpu_bf16_speedup.cache_clear()
     assert precision.cpu_bf16_speedup() > 0
+    monkeypatch.setattr(precision, "cpu_lacks_bf16", lambda: True)  # emulated bf16: no timing, never picked
+    precision.cpu_bf16_speedup.cache_clear()
+    assert precision.cpu_bf16_speedup() == 0.0
+    precision.cpu_bf16_speedup.cache_clear()
 
 
 def test_yaml_no_is_the_string_no(toy_task):
