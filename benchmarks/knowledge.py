@@ -131,6 +131,31 @@ def retrieval_costs(tasks, quick: bool) -> list[dict]:
     return out
 
 
+def staged_costs(tasks, quick: bool, stages: Path, fresh: bool) -> list[dict]:
+    """Retrieval costs, saved as a stage like the cells (a rebuild of the ICD-10 index alone takes minutes)."""
+    path = stages / "costs.json"
+    saved = [] if fresh or not path.is_file() else json.loads(path.read_text())
+    if {c["task"] for c in saved} != set(tasks):
+        saved = retrieval_costs(tasks, quick)
+        write_json(path, saved)
+    return saved
+
+
+def seed_stages(report: Path, stages: Path) -> int:
+    """Write the classification cells and costs of a committed ``knowledge.json`` as stage files where none exist,
+    so a new machine adds the reply runs to a report without re-training its 72 cells; returns how many were seeded."""
+    data = json.loads(report.read_text())
+    seeded = 0
+    for row in data["runs"]:
+        path = stages / f"cls-{row['task']}-{row['module']}-{row['fraction']:g}-{row['seed']}.json"
+        if not path.is_file():
+            write_json(path, row)
+            seeded += 1
+    if data.get("costs") and not (stages / "costs.json").is_file():
+        write_json(stages / "costs.json", data["costs"])
+    return seeded
+
+
 def summarise(runs: list[dict]) -> list[dict]:
     rows = []
     for task in dict.fromkeys(r["task"] for r in runs):
@@ -295,6 +320,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="stages and run folders (default runs/bench-knowledge[-quick])")
     ap.add_argument("--out", type=Path, help="report folder (default benchmarks/results; --quick: the work folder)")
     ap.add_argument("--fresh", action="store_true", help="recompute saved stages")
+    ap.add_argument("--from-report", type=Path, metavar="JSON", help="seed missing classification / cost stages from a committed "
+                    "knowledge.json (its cells are reused, named in the report)")
     ap.add_argument("--reply-child", choices=["kb", "none"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     import torch
@@ -306,14 +333,19 @@ def main() -> None:
         write_json(stages / f"reply-{args.reply_child}.json", reply_stage(args.reply_child == "kb", args.quick, work))
         return
     start = time.perf_counter()
+    carried = seed_stages(args.from_report, stages) if args.from_report else 0
     seeds = list(range(1 if args.quick else args.seeds))
     runs = run_cells(args.tasks, args.modules, [float(f) for f in args.fractions.split(",")], seeds, args.quick, stages, args.fresh)
-    rows, costs = summarise(runs), retrieval_costs(args.tasks, args.quick)
+    rows, costs = summarise(runs), staged_costs(args.tasks, args.quick, stages, args.fresh)
     replies = [] if args.no_reply else reply_rows(stages, args.quick, work, args.fresh)[0]
     out = args.out or (work if args.quick else RESULTS)
     command = " ".join(["python", "benchmarks/knowledge.py", *sys.argv[1:]])
     (out / "knowledge.md").parent.mkdir(parents=True, exist_ok=True)
-    (out / "knowledge.md").write_text(markdown(rows, runs, costs, replies, command, time.perf_counter() - start, args.quick))
+    text = markdown(rows, runs, costs, replies, command, time.perf_counter() - start, args.quick)
+    if carried:
+        text = text.replace("\n## Classification", f"\nCarried over: {carried} classification cells and the cost table from "
+                            f"`{args.from_report}` (stage files seeded, not re-trained).\n\n## Classification", 1)
+    (out / "knowledge.md").write_text(text)
     write_json(out / "knowledge.json", {"rows": [*rows, *({k: r[k] for k in REPLY_KEYS} for r in replies)], "replies": replies,
                                         "costs": costs, "runs": runs})
     plot(rows, replies, out / "knowledge.png")

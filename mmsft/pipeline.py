@@ -230,6 +230,10 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
     # checked the run folder above before rank 0 writes into it
     with accelerator.main_process_first():
         session = build_session(cfg)
+    if cfg.train.gradient_checkpointing:
+        from .training.checkpointing import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(session.model)
     groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
     objective = build_objective(cfg.objective)
     objective.bind(session.prepared)  # before any output: its checks (tasks it names) come first; cached features keep groups and extra

@@ -64,6 +64,17 @@ def test_fused_dropout_is_inverted_dropout():
     torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.75))
 
 
+def test_fused_dropout_rate_rounds_to_bytes_and_stays_unbiased():
+    """p = 0.05 drops round(0.05 * 256) / 256 of the entries and rescales so the mean is still x."""
+    torch.manual_seed(5)
+    x = torch.ones(400, 100)
+    eye = torch.eye(100)
+    out = _LoraDelta.apply(x, eye, eye, 0.05, 1.0)
+    assert abs((out == 0).float().mean().item() - 13 / 256) < 0.005
+    assert abs(out.mean().item() - 1.0) < 0.01
+    assert _LoraDelta.apply(x, eye, eye, 0.001, 1.0).equal(x)  # below half a byte step: no dropout
+
+
 def test_fused_keeps_fewer_activations():
     """peft's path keeps a float mask and the dropped copy per layer; the fused one keeps a bool mask."""
     def saved_bytes(model, x):

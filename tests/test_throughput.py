@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from throughput_row import category  # noqa: E402
+from throughput_row import category, grouped_conv_backward_flop  # noqa: E402
 
 
 def _row(task: Path, adapter: str) -> dict:
@@ -35,3 +35,18 @@ def test_operator_categories():
     assert category("Optimizer.step#AdamW.step") == "optimizer"
     assert category("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__") == "data"
     assert category("aten::gelu") == "elementwise / other"
+
+
+def test_conv_backward_flops_respect_groups():
+    """A depthwise conv's backward is two forward convs' worth (input and weight gradients), as a dense one's."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for groups in (1, 16):
+        conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=groups)
+        x = torch.randn(2, 16, 8, 8, requires_grad=True)
+        with FlopCounterMode(display=False) as forward:
+            out = conv(x)
+        with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: grouped_conv_backward_flop}) as backward:
+            out.sum().backward()
+        assert backward.get_total_flops() == 2 * forward.get_total_flops() > 0

@@ -11,7 +11,7 @@ targets of that input share), a one-byte mask and the two small weights, and rec
 backward (an ``r``-wide matmul, a few per cent of the layer's FLOPs).
 
 The mask is drawn from the global RNG, like ``nn.Dropout``'s, so a seeded run is reproducible; the maths
-is peft's (inverted dropout, then ``x @ A.T @ B.T * scaling``).  Only the training forward of plain
+is peft's (inverted dropout, then ``x @ A.T @ B.T * scaling``), the drop rate rounded to 1/256.  Only the training forward of plain
 LoRA linears changes: parameters, their names, saving, loading and merging stay peft's, and anything
 else (evaluation, merged or disabled adapters, DoRA, per-row ``adapter_names``, autocast) runs peft's own
 forward.
@@ -24,14 +24,25 @@ import torch
 from torch import nn
 
 
+def _keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor | None, float]:
+    """A bool keep-mask and its inverted-dropout scale.  Drawn as bytes compared with ``round(256 p)``:
+    1.7-2.3x faster than ``bernoulli_`` on a CPU (bernoulli_ was 17% of a LoRA step), at a drop rate
+    rounded to 1/256 (0.05 -> 0.0508) whose scale ``256 / (256 - t)`` keeps the expectation exact."""
+    threshold = round(256 * p)
+    if threshold <= 0:
+        return None, 1.0
+    keep = torch.empty(x.shape, dtype=torch.uint8, device=x.device).random_(0, 256) >= threshold
+    return keep, 256.0 / (256 - threshold)
+
+
 class _LoraDelta(torch.autograd.Function):
     """``(x * keep / (1 - p)) @ A.T @ B.T * scaling`` saving ``x``, a bool ``keep`` (or none) and the weights."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: float, scaling: float) -> torch.Tensor:
-        keep = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1 - p) if p > 0 else None
+        keep, ctx.dropout_scale = _keep_mask(x, p)
         ctx.save_for_backward(x, keep, a, b)
-        ctx.dropout_scale, ctx.scaling = (1.0 / (1.0 - p) if p > 0 else 1.0), scaling
+        ctx.scaling = scaling
         low = nn.functional.linear(x if keep is None else x * keep, a)
         return nn.functional.linear(low, b) * (scaling * ctx.dropout_scale)
 
