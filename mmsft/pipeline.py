@@ -73,6 +73,10 @@ def build_session(cfg: RunConfig) -> Session:
     if not any(p.requires_grad for p in model.parameters()):
         raise UserError(f"nothing would train: adapters {cfg.adapter_label} freeze the backbone and the heads have no weights",
                         where="adapters", expected="an adapter that trains part of the backbone (lora, full, frozen_top2), or a module")
+    if cfg.train.gradient_checkpointing:  # only acts in training mode; evaluation and prediction run as before
+        from .training.checkpointing import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(model)
     prepared = kind.prepare(cfg, processor, data)
     return Session(cfg, kind, data, model, processor, prepared)
 
@@ -230,10 +234,6 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
     # checked the run folder above before rank 0 writes into it
     with accelerator.main_process_first():
         session = build_session(cfg)
-    if cfg.train.gradient_checkpointing:
-        from .training.checkpointing import enable_gradient_checkpointing
-
-        enable_gradient_checkpointing(session.model)
     groups = sampler_groups(cfg.train, session.prepared)  # balanced sampler: fails before any output
     objective = build_objective(cfg.objective)
     objective.bind(session.prepared)  # before any output: its checks (tasks it names) come first; cached features keep groups and extra
