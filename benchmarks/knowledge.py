@@ -151,9 +151,19 @@ def seed_stages(report: Path, stages: Path) -> int:
         if not path.is_file():
             write_json(path, row)
             seeded += 1
-    if data.get("costs") and not (stages / "costs.json").is_file():
+    costs = bool(data.get("costs")) and not (stages / "costs.json").is_file()
+    if costs:
         write_json(stages / "costs.json", data["costs"])
+    if seeded or costs:  # the provenance lives with the stages, so a later invocation still reports it
+        before = carried_over(stages) or {"cells": 0, "costs": False}
+        write_json(stages / "carried.json", {"from": str(report), "cells": before["cells"] + seeded, "costs": before["costs"] or costs})
     return seeded
+
+
+def carried_over(stages: Path) -> dict | None:
+    """What ``seed_stages`` put into these stages ({from, cells, costs}), or None."""
+    path = stages / "carried.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -258,8 +268,11 @@ def plot(rows: list[dict], replies: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def markdown(rows, runs, costs, replies, command: str, wall: float, quick: bool) -> str:
+def markdown(rows, runs, costs, replies, command: str, wall: float, quick: bool, carried: dict | None = None) -> str:
     lines = header("Knowledge injection on real KBs" + (" (--quick smoke run: tiny slices, not figures)" if quick else ""), command)
+    if carried:
+        lines += [f"Carried over: {carried['cells']} classification cells{' and the cost table' if carried['costs'] else ''} from "
+                  f"`{carried['from']}` (stage files seeded, not re-trained).", ""]
     lines += ["Adapter `frozen` throughout (MiniLM-L6 frozen; heads and modules train; the baseline is the same adapter without "
               "knowledge): it makes 3 tasks x 4 arms x 2 fractions x 3 seeds affordable on a CPU, since a frozen backbone's features "
               "are computed once per cell and shared by the seeds. `retrieved_segments` gets `model.max_length` + its budget, so "
@@ -333,7 +346,8 @@ def main() -> None:
         write_json(stages / f"reply-{args.reply_child}.json", reply_stage(args.reply_child == "kb", args.quick, work))
         return
     start = time.perf_counter()
-    carried = seed_stages(args.from_report, stages) if args.from_report else 0
+    if args.from_report:
+        seed_stages(args.from_report, stages)
     seeds = list(range(1 if args.quick else args.seeds))
     runs = run_cells(args.tasks, args.modules, [float(f) for f in args.fractions.split(",")], seeds, args.quick, stages, args.fresh)
     rows, costs = summarise(runs), staged_costs(args.tasks, args.quick, stages, args.fresh)
@@ -341,11 +355,8 @@ def main() -> None:
     out = args.out or (work if args.quick else RESULTS)
     command = " ".join(["python", "benchmarks/knowledge.py", *sys.argv[1:]])
     (out / "knowledge.md").parent.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, runs, costs, replies, command, time.perf_counter() - start, args.quick)
-    if carried:
-        text = text.replace("\n## Classification", f"\nCarried over: {carried} classification cells and the cost table from "
-                            f"`{args.from_report}` (stage files seeded, not re-trained).\n\n## Classification", 1)
-    (out / "knowledge.md").write_text(text)
+    (out / "knowledge.md").write_text(markdown(rows, runs, costs, replies, command, time.perf_counter() - start, args.quick,
+                                               carried_over(stages)))
     write_json(out / "knowledge.json", {"rows": [*rows, *({k: r[k] for k in REPLY_KEYS} for r in replies)], "replies": replies,
                                         "costs": costs, "runs": runs})
     plot(rows, replies, out / "knowledge.png")

@@ -28,11 +28,6 @@ ROWS = [("finance_sentiment", "full", 1.0, []), ("finance_sentiment", "lora", 1.
         ("translation_en_de", "lora", 0.3, ["train.batch_size=16", "train.gradient_checkpointing=true", "train.cpu_allocator=system"]),
         ("traffic_vehicles", "detector_top3", 0.3, [])]
 
-
-def label(row: dict) -> str:
-    """The adapter and any setting beyond the batch size (e.g. gradient checkpointing), so two rows of one pair read apart."""
-    extra = [o.split(".", 1)[-1] for o in row.get("overrides", []) if not o.startswith("train.batch_size=")]
-    return row["adapter"] + (f" ({', '.join(extra)})" if extra else "")
 # (name, m, k, n): a 2048 square, MiniLM's attention projection and MLP (32 x 40 tokens), SmolLM2's MLP (16 x 160)
 PEAK_SHAPES = [("square 2048", 2048, 2048, 2048), ("MiniLM qkv 1280x384x384", 1280, 384, 384),
                ("MiniLM MLP 1280x384x1536", 1280, 384, 1536), ("SmolLM2 MLP 2560x576x1536", 2560, 576, 1536)]
@@ -45,10 +40,16 @@ def peaks(threads: int) -> dict:
 
     torch.set_num_threads(threads)
     table = {}
-    for dtype, label in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
-        table[label] = {name: round(matmul_gflops(dtype, (m, k, n), min_seconds=0.5, budget_seconds=3.0), 2)
-                        for name, m, k, n in PEAK_SHAPES}
+    for dtype, precision in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        table[precision] = {name: round(matmul_gflops(dtype, (m, k, n), min_seconds=0.5, budget_seconds=3.0), 2)
+                            for name, m, k, n in PEAK_SHAPES}
     return {"threads": threads, "gflops": table, "peak_gflops": {p: max(v.values()) for p, v in table.items()}}
+
+
+def label(row: dict) -> str:
+    """The adapter and any setting beyond the batch size (e.g. gradient checkpointing), so two rows of one pair read apart."""
+    extra = [o.split(".", 1)[-1] for o in row.get("overrides", []) if not o.startswith("train.batch_size=")]
+    return row["adapter"] + (f" ({', '.join(extra)})" if extra else "")
 
 
 def run_row(task: str, adapter: str, steps: int, overrides: list[str]) -> dict:
@@ -92,7 +93,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def render(result: dict, command: str) -> str:
     peak, rows = result["peak"], result["rows"]
     lines = header("Throughput and MFU: how close training comes to this CPU's limit", command)
-    lines += [f"- Load: {result['load']}; torch threads {peak['threads']} in every row (the other core ran another benchmark).", "",
+    lines += [f"- Load: {result['load']}; torch threads {peak['threads']} in every row (what else ran: the Note above, MMSFT_BENCH_NOTE).", "",
               "## Matmul peak (GFLOP/s, best of repeated runs)", "", "| shape | fp32 | bf16 |", "|---|---|---|"]
     lines += [f"| {name} | {peak['gflops']['fp32'][name]} | {peak['gflops']['bf16'][name]} |" for name, *_ in PEAK_SHAPES]
     lines += ["", f"Peak used for MFU: fp32 {peak['peak_gflops']['fp32']} GFLOP/s, bf16 {peak['peak_gflops']['bf16']} GFLOP/s. "

@@ -77,11 +77,10 @@ def count_flops(runner, count: int) -> tuple[float, int]:
     """FLOPs of forward + backward over ``count`` training batches, and the samples they held."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    aten = torch.ops.aten
     model, flops, samples = runner.model, 0, 0
     model.train()
     for batch in batches(runner, count):
-        counter = FlopCounterMode(display=False, custom_mapping={aten.convolution_backward: grouped_conv_backward_flop})
+        counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: grouped_conv_backward_flop})
         with counter:
             loss, _ = runner.objective.loss(model, batch)
             loss.backward()

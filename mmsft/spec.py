@@ -81,7 +81,7 @@ class TrainSpec:
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     cpu_allocator: Literal["keep", "system"] = "keep"  # keep: reuse freed memory on CPU (see mmsft.training.cpu_memory)
     cache_features: bool = True  # frozen deterministic backbone: encode once, train the heads
-    gradient_checkpointing: bool = False  # recompute each block's activations in backward: less memory, ~1.3x the step time
+    gradient_checkpointing: bool = False  # recompute each block in backward: SmolLM2 LoRA 0.42x the memory, 1.4x the step
     # a NaN / inf loss or gradient (not an fp16 overflow, which accelerate's grad scaler handles): stop the run
     # with the step number, keeping the last good checkpoint, or skip that optimizer step (counted, logged)
     nonfinite: Literal["stop", "skip"] = "stop"

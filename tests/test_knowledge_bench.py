@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from knowledge import seed_stages, staged_costs  # noqa: E402
+from knowledge import carried_over, seed_stages, staged_costs  # noqa: E402
 
 
 def _cell(seed: int, accuracy: float) -> dict:
@@ -29,3 +29,4 @@ def test_report_seeds_missing_stages_only(tmp_path):
     # the seeded cost stage is reused for the same tasks, so no index is rebuilt
     assert staged_costs(["finance_sentiment"], False, stages, fresh=False) == costs
     assert seed_stages(report, stages) == 0
+    assert carried_over(stages) == {"from": str(report), "cells": 1, "costs": True}  # the report can still say so later

@@ -17,7 +17,7 @@ def enable_gradient_checkpointing(model: nn.Module) -> list[str]:
 
     chosen: list[str] = []
     for name, module in model.named_modules():
-        inside = any(name.startswith(f"{c}.") for c in chosen) or (chosen and chosen[0] == "")
+        inside = any(c == "" or name.startswith(f"{c}.") for c in chosen)  # its outer transformers model switched it
         if inside or not isinstance(module, PreTrainedModel) or not module.supports_gradient_checkpointing:
             continue
         if hasattr(module, "activation_checkpointing_enable"):  # transformers 5's name for it
