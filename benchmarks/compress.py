@@ -251,6 +251,19 @@ def checks(rows: list[dict], ingredient_accuracy: dict | None = None) -> list[st
     return lines
 
 
+def sitting_line(results: dict) -> list[str]:
+    """When the measurements ran: one sitting (``--remeasure``) or each right after its stage's training."""
+    timed = [r for n, r in results.items() if isinstance(r, dict) and "measure" in r and not n.startswith("gen:")]
+    stamps = [r["remeasured"] for r in timed if r.get("remeasured")]
+    first = [r for r in timed if not r.get("remeasured")]
+    if stamps and not first:
+        loads = [s["load_before"] for s in stamps]
+        return [f"Measured in one sitting (`--remeasure`), {min(s['measured_at'] for s in stamps)} to {max(s['measured_at'] for s in stamps)}, "
+                f"1-minute load average {min(loads):.2f}-{max(loads):.2f} before each variant.", ""]
+    return ["Each variant was measured right after its stage trained (loads differ from variant to variant: "
+            "compare latencies with care, or rerun with `--remeasure`).", ""]
+
+
 def render(results: dict, rows: list[dict], command: str, quick: bool, tasks: list[str]) -> str:
     lines = header("Distillation, merging and compression benchmark", command)
     if quick:
@@ -259,7 +272,7 @@ def render(results: dict, rows: list[dict], command: str, quick: bool, tasks: li
     lines += ["Each variant is measured in a fresh process with one torch / onnxruntime thread: accuracy on the task's test split,",
               "parameters = non-zero numbers stored in the weight files, size = bytes of the weight files (tokenizer excluded),",
               "latency = median of repeated forward passes of the composed model on real test inputs (batch 1: 50 single samples;",
-              "batch 32: the first 32 test samples, 15 runs; tokenization excluded).", "",
+              "batch 32: the first 32 test samples, 15 runs; tokenization excluded).", "", *sitting_line(results),
               "| task | variant | test accuracy | params | size MB | latency b1 ms | latency b32 ms | threads |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['task']} | {r['variant']} | {r['accuracy']:.4f} | {r['params']:,} | {r['size_mb']:.1f} | {r['latency_b1_ms']:.2f} | "
@@ -316,17 +329,28 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 # -- driver -----------------------------------------------------------------------------------------
-def child(stage: str, work: Path, quick: bool, gen_extra: list[str]) -> None:
-    record = run_stage(stage, work, quick, gen_extra)
-    folder = Path(record["run"])
+def measure_stage(stage: str, folder: Path, quick: bool) -> dict:
     limit, reps = (QUICK_TEST, (10, 5)) if quick else (None, (50, 15))
     if stage.startswith("gen:"):
-        record["measure"] = measure_generation(folder)
-    elif stage in ("ties", "ties_base_30"):
-        record["measure"] = {t: measure(folder / t, False, *reps, test_limit=limit) for t in TASKS}
-    else:
-        record["measure"] = measure(folder, stage.endswith(":onnx"), *reps, test_limit=limit)
+        return measure_generation(folder)
+    if stage in ("ties", "ties_base_30"):
+        return {t: measure(folder / t, False, *reps, test_limit=limit) for t in TASKS}
+    return measure(folder, stage.endswith(":onnx"), *reps, test_limit=limit)
+
+
+def child(stage: str, work: Path, quick: bool, gen_extra: list[str]) -> None:
+    record = run_stage(stage, work, quick, gen_extra)
+    record["measure"] = measure_stage(stage, Path(record["run"]), quick)
     write_json(work / "stages" / f"{stage.replace(':', '-')}.json", record)
+
+
+def remeasure_child(stage: str, work: Path, quick: bool) -> None:
+    """``--remeasure``: this stage's measurement again (its run folder kept), stamped with when and under what load."""
+    path = work / "stages" / f"{stage.replace(':', '-')}.json"
+    record = json.loads(path.read_text())
+    record["measure"] = measure_stage(stage, Path(record["run"]), quick)
+    record["remeasured"] = measured()
+    write_json(path, record)
 
 
 def main() -> None:
@@ -339,7 +363,11 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="recompute stages already saved")
     ap.add_argument("--work", type=Path, help="run folders and stage results (default runs/bench-compress[-quick])")
     ap.add_argument("--out", type=Path, help="report folder (default benchmarks/results; --quick: runs/bench-compress-quick)")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="after the stages, measure every finished classification stage again, one fresh process each, in one sitting "
+                         "(latency ratios then come from one load; a stage's first measurement ran right after its training)")
     ap.add_argument("--stage-child", metavar="STAGE", help=argparse.SUPPRESS)
+    ap.add_argument("--measure-child", metavar="STAGE", help=argparse.SUPPRESS)
     args = ap.parse_args()
     work = (args.work or Path("runs") / ("bench-compress-quick" if args.quick else "bench-compress")).resolve()
     out = args.out or (Path("runs/bench-compress-quick") if args.quick else RESULTS)
@@ -349,6 +377,9 @@ def main() -> None:
     gen_extra = [*(QUICK_GEN if args.quick else []), *bf16]
     if args.stage_child:
         child(args.stage_child, work, args.quick, gen_extra)
+        return
+    if args.measure_child:
+        remeasure_child(args.measure_child, work, args.quick)
         return
     plan = stages(args.tasks, not args.no_generation)
     if args.only:
@@ -390,6 +421,12 @@ def main() -> None:
         if todo and not ready and not running:
             raise SystemExit(f"stages {[n for n, _ in todo]} wait for stages that are not done")
         time.sleep(1)
+    if args.remeasure:
+        for n, _ in stages(args.tasks, False):
+            if path(n).is_file():
+                cmd = [sys.executable, __file__, "--measure-child", n, "--work", str(work), *(["--quick"] if args.quick else [])]
+                print("$", " ".join(cmd), flush=True)
+                subprocess.run(cmd, env=env, check=True)
     results = {n: json.loads(path(n).read_text()) for n, _ in stages(args.tasks, True) if path(n).is_file()}
     rows = rows_of(results, args.tasks)
     generation = []

@@ -269,7 +269,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
                     evaluate, run_dir, accelerator=accelerator, callbacks=callbacks, groups=groups, objective=objective)
     result = runner.fit(resume=resume)
     fault_point("final", run_dir)
-    model = accelerator.unwrap_model(runner.model)
+    # accelerate's mixed-precision autocast wrapper comes off: the test split, and whoever holds this model
+    # object afterwards, see what `mmsft eval` / `predict` of the saved run see (validation ran under it)
+    model = accelerator.unwrap_model(runner.model, keep_fp32_wrapper=False)
     test = session.kind.evaluate(cfg, model, prepared, "test", session.processor)
     summary = {
         "task": cfg.name, "adapter": cfg.adapter_label, "backbone": cfg.model.backbone,

@@ -79,7 +79,7 @@ class TrainSpec:
     sampler: Literal["length", "class_balanced", "cluster_balanced"] = "length"  # see mmsft.training.sampling
     log_every_steps: int = 10
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
-    cpu_allocator: Literal["keep", "system"] = "keep"  # keep: reuse freed memory on CPU (see mmsft.training.cpu_memory)
+    cpu_allocator: Literal["keep", "system", "release"] = "keep"  # keep: reuse freed memory (speed); release: RSS follows live tensors (see mmsft.training.cpu_memory)
     cache_features: bool = True  # frozen deterministic backbone: encode once, train the heads
     gradient_checkpointing: bool = False  # recompute each block in backward: SmolLM2 LoRA 0.42x the memory, 1.4x the step
     # a NaN / inf loss or gradient (not an fp16 overflow, which accelerate's grad scaler handles): stop the run

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..models.heads import head_logits
 from ..registry import OBJECTIVES
 from ..training.objectives import Objective
 
@@ -145,7 +146,7 @@ class Distill(Objective):
         t_logits, t_hidden = self._teacher_outputs(batch, list(out["heads"]), t_layers)
         logs, total = {}, (1 - opts.alpha) * out["loss"]
         if opts.alpha > 0:
-            kd = sum(self._soft(name, out["heads"][name]["logits"], t_logits[name], batch) for name in out["heads"])
+            kd = sum(self._soft(name, head_logits(out["heads"][name]), t_logits[name], batch) for name in out["heads"])
             total = total + opts.alpha * kd
             logs["loss/kd"] = float(kd.detach())
         if opts.hidden_weight > 0:
@@ -178,7 +179,7 @@ class Distill(Objective):
             return {h: torch.stack([self.cache[k][h] for k in keys]).to(device) for h in heads}, {}
         with captured(self.teacher.backbone.blocks(), sorted(set(t_layers))) as t_hidden:
             out = self.teacher(**batch, heads=heads)
-        logits = {h: out["heads"][h]["logits"].detach().float() for h in heads}
+        logits = {h: head_logits(out["heads"][h]).detach().float() for h in heads}
         if keys is not None:
             self.cache_misses += len(keys)
             for i, key in enumerate(keys):

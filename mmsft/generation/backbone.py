@@ -49,6 +49,20 @@ def context_length(model, tokenizer) -> int | None:
     return int(limit) if limit and limit < 10**7 else None
 
 
+class OutputLayer:
+    """States -> logits exactly as the model's own forward maps them (output embedding, soft cap where
+    the config has one); ``vocab_size`` lets a chunked loss size its chunks."""
+
+    def __init__(self, causal):
+        self.head = causal.get_output_embeddings()
+        self.cap = getattr(causal.config, "final_logit_softcapping", None)
+        self.vocab_size = int(self.head.weight.shape[0])
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        logits = self.head(states)
+        return torch.tanh(logits / self.cap) * self.cap if self.cap else logits
+
+
 @BACKBONE_FAMILIES.register("lm")
 class LMBackbone(HFBackbone):
     """``forward`` -> ``Features(logits of the requested trailing positions, attention_mask, tokens on request)``."""
@@ -79,10 +93,18 @@ class LMBackbone(HFBackbone):
             kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
         length = ids.shape[1]
         keep = length - (request.logits_from or 0)
+        if request.logits_as_states:
+            causal = self.causal_lm()
+            out = causal.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False, **kwargs)
+            return Features(states=out.last_hidden_state[:, -keep:], project=OutputLayer(causal), attention_mask=mask, raw=out)
         if self._keep:
             kwargs["logits_to_keep"] = keep
         out = self.model(input_ids=ids, attention_mask=mask, use_cache=False, **kwargs)
         return Features(logits=out.logits[:, -keep:], attention_mask=mask, raw=out)
+
+    def causal_lm(self):
+        """The Hugging Face causal LM under any adapter wrapper (peft injects its layers in place)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
     def generate(self, tokenizer, prompts: list[list[int]], options, desc: str = "generate"):
         from .generate import generate

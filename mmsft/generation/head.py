@@ -2,6 +2,8 @@
 
 Labels are ``-100`` on prompt tokens and padding (``mmsft.generation.encoding``); the loss is the
 mean over target tokens, and ``tokens`` (their count) lets evaluation report a token-weighted loss.
+With labels, a causal LM hands over final states instead of logits and the loss projects them chunk
+by chunk (``chunked_loss``); ``mmsft.models.heads.head_logits`` gives the logits to whoever needs them (token-level KD).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from ..errors import UserError
 from ..models.features import FeatureRequest, Features
 from ..models.heads import Head
 from ..registry import HEADS
+from .chunked_loss import chunked_cross_entropy
 from .encoding import IGNORE
 
 
@@ -32,9 +35,11 @@ class LMHead(Head):
             return FeatureRequest(logits_from=0)
         valid = (labels != IGNORE).any(0)
         first = int(valid.float().argmax()) if bool(valid.any()) else labels.shape[1] - 1
-        return FeatureRequest(logits_from=max(first, 1) - 1)
+        return FeatureRequest(logits_from=max(first, 1) - 1, logits_as_states=True)
 
     def forward(self, features: Features, batch: dict) -> dict:
+        if features.logits is None:
+            return {"logits": None, "states": features.states, "project": features.project}
         return {"logits": features.logits}
 
     def loss(self, outputs: dict, batch: dict):
@@ -42,6 +47,12 @@ class LMHead(Head):
         if labels is None:
             return None
         logits = outputs["logits"]
+        if logits is None:  # final states of positions start.. predict tokens start+1..
+            states = outputs["states"]
+            labels = labels[:, labels.shape[1] - states.shape[1] + 1:]
+            outputs["tokens"] = (labels != IGNORE).sum()
+            project = outputs["project"]
+            return chunked_cross_entropy(states[:, :-1], labels, project, project.vocab_size, IGNORE, self.label_smoothing)
         if not self.encoder_decoder:  # logits of positions start.. predict tokens start+1..
             start = labels.shape[1] - logits.shape[1]
             logits, labels = logits[:, :-1], labels[:, start + 1:]

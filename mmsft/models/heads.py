@@ -51,6 +51,14 @@ class Head(nn.Module):
         return self.loss_fn(outputs["logits"], batch[self.target])
 
 
+def head_logits(outputs: dict) -> torch.Tensor:
+    """A head's logits; an LM head whose loss path handed over states (``states`` + ``project``)
+    gets them computed here, once."""
+    if outputs.get("logits") is None:
+        outputs["logits"] = outputs["project"](outputs["states"])
+    return outputs["logits"]
+
+
 def default_pooling(backbone) -> str:
     """The pooling a backbone was trained for: a zoo text encoder names it; decoders pool their last
     token; image backbones average their last feature map; other encoders use CLS."""

@@ -40,7 +40,7 @@ from ..metrics import key_direction
 from .batching import to_device
 from .callbacks import Callback, build_callbacks
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, load_extra_tensors, save_checkpoint
-from .cpu_memory import keep_freed_memory
+from .cpu_memory import configure_allocator
 from .precision import resolve_precision
 from .objectives import Objective, Single
 from .optim import build_optimizer
@@ -90,7 +90,7 @@ class Runner:
         self.objective = objective or Single()
         self.callbacks = [*build_callbacks(spec.callbacks, report_to=spec.report_to), *self.objective.callbacks(), *callbacks]
         self.accelerator = accelerator or make_accelerator(spec)
-        self.allocator_tuned = self.accelerator.device.type == "cpu" and spec.cpu_allocator == "keep" and keep_freed_memory()
+        self.allocator_tuned = self.accelerator.device.type == "cpu" and configure_allocator(spec.cpu_allocator)
         replicas, rank = self.accelerator.num_processes, self.accelerator.process_index
         self.sampler = self.objective.batch_sampler(spec, lengths, replicas, rank)
         if self.sampler is None:
