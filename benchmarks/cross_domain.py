@@ -1,7 +1,7 @@
 """Cross-domain sentiment transfer on MiniLM-L6: the 12 review pairs x {source_only, target_mlm, dann}
 with LoRA, source_only with frozen and full, and SST-2 (movies) -> the four review domains; 3 seeds.
 
-    python benchmarks/cross_domain.py [--jobs 2] [--seeds 3] [--work DIR] [--fresh] [--suites ...] [--quick]
+    python benchmarks/cross_domain.py [--jobs 2] [--seeds 3] [--work DIR] [--fresh] [--suites ...] [--quick] [--from-report JSON]
 
 One plan over all suites (a cell two suites share, e.g. a LoRA source_only model, is trained once and
 scored on every target either needs), run through ``mmsft.crossdomain`` exactly as ``mmsft bench
@@ -59,10 +59,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="cells / stages / texts / logs (default runs/bench-cross-domain[-quick])")
     ap.add_argument("--fresh", action="store_true", help="recompute every planned cell")
     ap.add_argument("--quick", action="store_true", help="smoke mode (48 train rows, 6 steps); results stay in the work folder")
+    ap.add_argument("--from-report", type=Path, metavar="JSON", help="seed the work folder's missing cells from a committed matrix JSON")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="method options (dann.weight=0.5) or task overrides for every cell")
     args = ap.parse_args()
 
-    from mmsft.crossdomain.bench import execute
+    from mmsft.crossdomain.bench import execute, seed_cells
     from mmsft.crossdomain.config import parse_bench, split_overrides
     from mmsft.crossdomain.plan import make_plan, merge_plans
     from mmsft.crossdomain.report import write_matrix
@@ -73,11 +74,14 @@ def main() -> None:
     plans = [make_plan(parse_bench({**SUITES[name], "seeds": args.seeds, "jobs": args.jobs, "threads": 1, "quick": args.quick,
                                     "overrides": tasks}, methods)) for name in args.suites]
     plan = merge_plans(plans)
+    carried = seed_cells(args.from_report, work) if args.from_report else 0
     stem = work / "cross_domain" if args.quick else RESULTS / "cross_domain"
     command = "python benchmarks/cross_domain.py " + " ".join(sys.argv[1:])
     lines = header("Cross-domain sentiment transfer on MiniLM-L6", command.strip())
     lines += [f"- Suites: {', '.join(args.suites)}; {len(plan.cells)} cells ({args.seeds} seeds), one torch thread per cell, "
-              f"{args.jobs} cell(s) at once" + ("; **quick smoke mode: numbers mean nothing**" if args.quick else ""), ""]
+              f"{args.jobs} cell(s) at once" + ("; **quick smoke mode: numbers mean nothing**" if args.quick else ""),
+              *([f"- Carried over: {carried} finished cells seeded from `{args.from_report}` (their `measured_at` says when each ran)"] if carried else []),
+              ""]
 
     def update(records: list[dict]) -> dict:
         return write_matrix(records, stem, plan.targets, METHODS, ADAPTERS, lines, {"command": command.strip()}, footer=target_lines)

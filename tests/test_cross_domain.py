@@ -122,6 +122,14 @@ def test_matrix_rows_gap_and_resume(domains, isolated, monkeypatch):
     counter.calls.clear()
     assert _run(_bench(tasks=[a, b], seeds=2), out)["rows"] == data["rows"] and counter.calls == []
 
+    # another machine: the committed matrix JSON carries the finished cells, nothing retrains
+    from mmsft.crossdomain.bench import seed_cells
+
+    elsewhere = isolated / "elsewhere"
+    assert seed_cells(out / "matrix.json", elsewhere) == 4 and seed_cells(out / "matrix.json", elsewhere) == 0
+    assert not any(elsewhere.rglob("model"))  # records only, no trained weights travel
+    assert _run(_bench(tasks=[a, b], seeds=2), elsewhere)["rows"] == data["rows"] and counter.calls == []
+
     # a cell whose scores were lost is rescored from its saved model, without training
     (out / "cells/lora/source_only/toy_kitchen/seed43/cell.json").unlink()
     assert _run(_bench(tasks=[a, b], seeds=2), out)["rows"] == data["rows"] and counter.calls == []

@@ -65,6 +65,26 @@ def execute(plan: Plan, out: Path, fresh: bool = False, on_update: Optional[Call
     return records
 
 
+def seed_cells(report: Path, out: Path) -> int:
+    """Write the cell records of a matrix JSON (``cells``) as ``out/cells/.../cell.json`` where none is
+    there yet; returns how many.  A seeded cell is reused only while its ``train_key`` and score keys
+    still match the plan (same configs, data and method options), otherwise it retrains: finished
+    cells travel in a committed report from one machine to the next."""
+    import json
+
+    from ..atomic import write_json
+    from .plan import Cell
+
+    seeded = 0
+    for record in json.loads(Path(report).read_text()).get("cells", []):
+        cell = Cell(**{**record["cell"], "evals": tuple(record["cell"]["evals"])})
+        path = out / "cells" / cell.folder / "cell.json"
+        if not path.is_file():
+            write_json(path, record)
+            seeded += 1
+    return seeded
+
+
 def log_path(cell, rt: Runtime) -> Path:
     return rt.out / "logs" / (cell.folder.replace("/", "__") + ".txt")
 

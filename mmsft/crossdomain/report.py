@@ -148,7 +148,9 @@ def write_matrix(records: list[dict], stem: Path, targets: list[str], methods: l
 
     rows = build_rows(records, methods, adapters)
     data = {"rows": rows, "summary": summarise(rows, targets), "best": best_per_pair(rows),
-            "meta": {"written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "targets": targets, **(meta or {})}}
+            "meta": {"written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "targets": targets, **(meta or {})},
+            # every cell's record as cell.json holds it: a later run on another machine resumes from them (``seed_cells``)
+            "cells": [{k: v for k, v in r.items() if k != "reused"} for r in records]}
     stem.parent.mkdir(parents=True, exist_ok=True)
     write_json(stem.with_suffix(".json"), data)
     if rows:
