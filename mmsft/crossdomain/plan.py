@@ -77,11 +77,14 @@ def make_plan(bench: BenchConfig) -> Plan:
     cells, text_tasks = [], []
     for adapter in bench.adapters:
         for method in bench.methods:
-            impl, options = METHODS.get(method), bench.method_options(method)
             for source in sources:
-                impl.check(cfgs[(source, adapter)], options)
-                for seed in bench.seed_list:
-                    if not impl.needs_target:
+                METHODS.get(method).check(cfgs[(source, adapter)], bench.method_options(method))
+    # seed-major: a benchmark stopped part-way leaves whole one-seed matrices (every method), not three seeds of a few rows
+    for seed in bench.seed_list:
+        for adapter in bench.adapters:
+            for method in bench.methods:
+                for source in sources:
+                    if not METHODS.get(method).needs_target:
                         cells.append(Cell(source, None, method, adapter, seed, tuple(dict.fromkeys([source, *targets]))))
                         continue
                     for target in targets:
