@@ -91,6 +91,24 @@ def sitting(task: str, adapter: str, precision: str, epochs: float, repeats: int
             "runs": runs, "settings": settings(task, adapter, epochs, overrides)}
 
 
+def kept_rows(path: Path, new: list[dict]) -> list[dict]:
+    """Rows of an earlier report for (adapter, precision) pairs this invocation does not re-run: each
+    row's ratio comes from its own sitting (``sitting``), both sides side by side."""
+    import json
+
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    done = {(r["adapter"], r["precision"]) for r in new}
+    runs = old.get("runs", {})
+    kept = [r for r in old.get("rows", []) if (r["adapter"], r["precision"]) not in done]
+    for r in kept:
+        r.setdefault("sitting", "an earlier sitting")
+        r["runs"] = runs.get(f"{r['adapter']}/{r['precision']}", {})
+        r["settings"] = old.get("settings", {})
+    return kept
+
+
 def settings(task: str, adapter: str, epochs: float, overrides: list[str]) -> dict:
     from mmsft.spec import build_run_config
 
@@ -115,6 +133,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mmsft-vs-hf-") as tmp:
         rows = [sitting(args.task, adapter, precision, args.epochs, args.repeats, Path(tmp))
                 for precision in precisions for adapter in args.adapters]
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for r in rows:
+        r["sitting"] = stamp
+    rows = [*kept_rows(RESULTS / "vs_hf_trainer.json", rows), *rows]
     first = rows[0]
     results = {"rows": [{k: v for k, v in r.items() if k not in ("runs", "settings")} for r in rows],
                "hf_trainer": first["runs"]["hf_trainer"][0], "mmsft": first["runs"]["mmsft"][0], "ratio": first["ratio"],
@@ -127,10 +149,11 @@ def main() -> None:
         f"({args.epochs:g} epochs, batch {st['batch_size']}, the task's schedule and warmup, length-grouped batches), same seed; "
         f"evaluation code shared. Each side ran {args.repeats} times per adapter in one sitting, alternating which side went first; "
         "samples/s are the means of the repeats, accuracy the first run's (both sides are deterministic).", "",
-        "| adapter | precision | mmsft samples/s | Trainer samples/s | ratio | mmsft test accuracy | Trainer test accuracy |",
-        "|---|---|---|---|---|---|---|",
+        "| adapter | precision | mmsft samples/s | Trainer samples/s | ratio | mmsft test accuracy | Trainer test accuracy | sitting |",
+        "|---|---|---|---|---|---|---|---|",
         *[f"| {r['adapter']} | {r['precision']} | {r['mmsft_samples_per_second']:.1f} | {r['hf_samples_per_second']:.1f} | "
-          f"**{r['ratio']:.2f}x** | {r['mmsft_accuracy']:.4f} | {r['hf_accuracy']:.4f} |" for r in rows], "",
+          f"**{r['ratio']:.2f}x** | {r['mmsft_accuracy']:.4f} | {r['hf_accuracy']:.4f} | {r['sitting']} |" for r in rows], "",
+        "Rows of (adapter, precision) pairs an invocation does not re-run are kept from the previous report, with their sitting. "
         "Every run: " + "; ".join(f"{r['adapter']} {r['precision']} {side} " + ", ".join(f"{x['samples_per_second']:.1f}" for x in xs)
                                    for r in rows for side, xs in r["runs"].items()), ""]
     (RESULTS / "vs_hf_trainer.md").write_text("\n".join(lines) + "\n")
