@@ -259,7 +259,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
     encode_seconds = 0.0
     if cached:
         tick = time.perf_counter()
-        prepared = cache_features(session.model, prepared, cfg.train.eval_batch_size, accelerator.device)
+        with accelerator.autocast():  # the precision the uncached steps would run the backbone in: same features
+            prepared = cache_features(session.model, prepared, cfg.train.eval_batch_size, accelerator.device)
         encode_seconds = time.perf_counter() - tick
 
     def evaluate(model):

@@ -35,7 +35,9 @@ def layer_scales(names: list[str], layer_decay: float) -> dict[str, float]:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, head_lr: float | None = None,
-                    layer_decay: float = 1.0) -> torch.optim.AdamW:
+                    layer_decay: float = 1.0, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; ``fused=False`` under an fp16 grad scaler, whose skipped steps
+    accelerate detects only on the unfused optimizer."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     scales = layer_scales([name for name, _ in named], layer_decay) if layer_decay != 1.0 else {}
     groups: dict[tuple[float, float], list] = {}
@@ -46,7 +48,7 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, head_lr: f
     if not groups:
         raise RuntimeError("no trainable parameters: the adapter froze everything")
     param_groups = [{"params": ps, "lr": glr, "weight_decay": wd} for (glr, wd), ps in groups.items()]
-    return torch.optim.AdamW(param_groups, lr=lr, fused=fused_supported([p for _, p in named]))
+    return torch.optim.AdamW(param_groups, lr=lr, fused=fused_supported([p for _, p in named]) if fused else None)
 
 
 def fused_supported(params: list) -> bool | None:

@@ -99,7 +99,8 @@ class Runner:
         self.batches_per_epoch = len(self.sampler)
         steps_per_epoch = math.ceil(self.batches_per_epoch / spec.grad_accum)
         self.total_steps = spec.max_steps or max(1, math.ceil(spec.epochs * steps_per_epoch))
-        self.optimizer = build_optimizer(model, spec.lr, spec.weight_decay, spec.head_lr, spec.layer_decay)
+        self.optimizer = build_optimizer(model, spec.lr, spec.weight_decay, spec.head_lr, spec.layer_decay,
+                                         fused=getattr(self.accelerator, "scaler", None) is None)
         self.scheduler = build_scheduler(self.optimizer, spec.schedule, self.total_steps, spec.warmup_ratio)
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
         self.log_path = self.run_dir / "metrics.jsonl"
