@@ -179,13 +179,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+def _allocator_child(script: str, mode: str) -> int:
+    """The number ``script`` prints last, run in a fresh process under ``train.cpu_allocator`` = ``mode``."""
+    out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_cpu_allocator_keep_reuses_freed_blocks_instead_of_refaulting_them():
-    def faults(mode):
-        out = subprocess.run([sys.executable, "-c", ALLOCATE_AND_COUNT_FAULTS, mode], capture_output=True, text=True, check=True)
-        return int(out.stdout.split()[-1])
-
-    system, keep = faults("system"), faults("keep")
+    system, keep = (_allocator_child(ALLOCATE_AND_COUNT_FAULTS, mode) for mode in ("system", "keep"))
     assert system > 5 * 3 * (64 << 20) // 4096 // 2  # every 64 MB block faulted in again, page by page
     assert keep < system / 5  # (usually ~0; a heap that regrows once under load refaults one 128 MB pair)
 
@@ -207,10 +209,6 @@ print(rss_mb() - base)
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_cpu_allocator_release_hands_freed_memory_back():
-    def retained(mode):
-        out = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE, mode], capture_output=True, text=True, check=True)
-        return int(out.stdout.split()[-1])
-
-    keep, release = retained("keep"), retained("release")
+    keep, release = (_allocator_child(RSS_AFTER_FREE, mode) for mode in ("keep", "release"))
     assert keep > 400  # the kept heap holds what the blocks took
     assert release < 40  # released: resident memory follows the (empty) live set

@@ -47,15 +47,13 @@ class LMHead(Head):
         if labels is None:
             return None
         logits = outputs["logits"]
-        if logits is None:  # final states of positions start.. predict tokens start+1..
-            states = outputs["states"]
-            labels = labels[:, labels.shape[1] - states.shape[1] + 1:]
-            outputs["tokens"] = (labels != IGNORE).sum()
-            project = outputs["project"]
-            return chunked_cross_entropy(states[:, :-1], labels, project, project.vocab_size, IGNORE, self.label_smoothing)
-        if not self.encoder_decoder:  # logits of positions start.. predict tokens start+1..
-            start = labels.shape[1] - logits.shape[1]
-            logits, labels = logits[:, :-1], labels[:, start + 1:]
+        scores = outputs["states"] if logits is None else logits  # per position: final states or vocabulary logits
+        if not self.encoder_decoder:  # positions start.. predict tokens start+1..
+            start = labels.shape[1] - scores.shape[1]
+            scores, labels = scores[:, :-1], labels[:, start + 1:]
         outputs["tokens"] = (labels != IGNORE).sum()
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+        if logits is None:
+            project = outputs["project"]
+            return chunked_cross_entropy(scores, labels, project, project.vocab_size, IGNORE, self.label_smoothing)
+        return F.cross_entropy(scores.reshape(-1, scores.shape[-1]).float(), labels.reshape(-1),
                                ignore_index=IGNORE, label_smoothing=self.label_smoothing)

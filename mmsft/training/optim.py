@@ -48,12 +48,7 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float, head_lr: f
     if not groups:
         raise RuntimeError("no trainable parameters: the adapter froze everything")
     param_groups = [{"params": ps, "lr": glr, "weight_decay": wd} for (glr, wd), ps in groups.items()]
-    return torch.optim.AdamW(param_groups, lr=lr, fused=fused_supported([p for _, p in named]) if fused else None)
-
-
-def fused_supported(params: list) -> bool | None:
-    """True where torch's fused AdamW kernel takes every parameter (floating point, on a CPU or CUDA device):
-    one kernel over all tensors instead of torch's per-tensor loop, which a CPU otherwise runs (the HF Trainer's
-    default, ``adamw_torch_fused``, does the same); None lets torch choose elsewhere (MPS, XLA)."""
-    ok = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return True if ok else None
+    # torch's fused kernel (the HF Trainer's default, ``adamw_torch_fused``) instead of the per-tensor loop a CPU
+    # otherwise runs, where it takes every parameter (floating point on a CPU or CUDA device); elsewhere torch chooses
+    fused = fused and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for _, p in named)
+    return torch.optim.AdamW(param_groups, lr=lr, fused=True if fused else None)
