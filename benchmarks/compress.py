@@ -4,6 +4,8 @@ plus sequence-level KD for translation (Gemma-3-270M -> SmolLM2-135M).
     nice -n 19 env OMP_NUM_THREADS=1 python benchmarks/compress.py            # everything (hours on 2 cores)
     python benchmarks/compress.py --quick                                     # tiny budgets: checks the script end to end
     python benchmarks/compress.py --only finance_sentiment:teacher            # one stage (others reused)
+    python benchmarks/compress.py --from-report benchmarks/results/compress.json --fresh --only STAGE ...
+                                   # on a new machine: redo some stages, carry the rest over from the committed report
 
 Every stage runs in its own process with one torch thread (``OMP_NUM_THREADS=1``), writes its run
 folder under ``--work``/runs and its result under ``--work``/stages/<stage>.json, and is skipped when
@@ -12,6 +14,7 @@ stage by stage.  ``--jobs 2`` runs independent stages side by side (one per core
 
 Per classification task (the shipped task defaults, adapter ``full``):
   teacher            ``mmsft train TASK --adapter full`` (full MiniLM-L6, seed 42); seed43, seed44 as soup ingredients
+                     (``train.init_seed=42``: the head starts as the teacher's, only data order and dropout differ)
   student            the teacher's first 3 blocks trained on the labels alone (``mmsft distill ... alpha=0``)
   distilled          the same student with logit KD (alpha 0.5, T 2) + hidden-state KD (weight 1)
   soup               greedy soup of the 3 seeds (``mmsft merge --method greedy_soup``)
@@ -37,17 +40,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, header, measured, write_json  # noqa: E402
+from compress_measure import QUICK_TEST, TASKS, measure_stage  # noqa: E402
 
-TASKS = ["finance_sentiment", "banking77_intent"]
 VARIANTS = ["teacher", "student", "distilled", "soup", "ties", "pruned_heads_30", "pruned_layers_2", "pruned_magnitude_50",
             "int8", "int8_static", "onnx"]
 STUDENT_BLOCKS, REFIT_STEPS = 3, 200
+SOUP_INIT_SEED = 42  # the teacher's seed: every soup ingredient starts from the same head
 DISTILL = ["alpha=0.5", "temperature=2", "hidden_weight=1"]
 QUICK_CLS = ["data.max_train_samples=96", "train.max_steps=4", "train.batch_size=16"]
 QUICK_GEN = ["data.max_train_samples=8", "data.max_validation_samples=2", "data.max_test_samples=4", "train.max_steps=2",
              "train.batch_size=4", "data.generate.max_new_tokens=8"]
 GEN_TASK, GEN_TEACHER, GEN_STUDENT = "translation_en_de", "gemma3-270m", "smollm2-135m"
-QUICK_TEST = 128  # --quick measures on the first 128 test samples
 TARGETS = {"distilled_keeps": 0.97, "distilled_latency": 0.55, "int8_points": 0.01, "int8_speedup": 1.5}
 
 
@@ -106,7 +109,8 @@ def run_stage(name: str, work: Path, quick: bool, gen_extra: list[str]) -> dict:
     record: dict = {"stage": name, "run": str(folder), **measured()}
     if variant in ("teacher", "seed43", "seed44"):
         seed = {"teacher": 42, "seed43": 43, "seed44": 44}[variant]
-        mmsft("train", task, "--adapter", "full", "--output", str(folder), f"train.seed={seed}", *cls_extra)
+        mmsft("train", task, "--adapter", "full", "--output", str(folder), f"train.seed={seed}", f"train.init_seed={SOUP_INIT_SEED}",
+              *cls_extra)
     elif variant in ("student", "distilled"):
         options = ["alpha=0", "hidden_weight=0"] if variant == "student" else DISTILL
         mmsft("distill", task, "--teacher", str(teacher), "--student", f"{{from: {teacher}, layers: {STUDENT_BLOCKS}}}",
@@ -138,76 +142,6 @@ def run_stage(name: str, work: Path, quick: bool, gen_extra: list[str]) -> dict:
         raise SystemExit(f"unknown stage {name}")
     record["wall_seconds"] = round(time.perf_counter() - tick, 1)
     return record
-
-
-# -- measurement (one thread, fresh process) ---------------------------------------------------------
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        tick = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tick)
-    return round(1000 * sorted(times)[len(times) // 2], 3)
-
-
-def stored(run: Path, onnx: bool) -> tuple[int, float]:
-    """(non-zero stored numbers, MB) of a run's weight files (tokenizer files excluded)."""
-    from safetensors.torch import load_file
-
-    if onnx:
-        import onnx as onnx_lib
-        from onnx import numpy_helper
-
-        path = run / "model" / "model.onnx"
-        model = onnx_lib.load(str(path))
-        nonzero = sum(int((numpy_helper.to_array(t) != 0).sum()) for t in model.graph.initializer)
-        return nonzero, os.path.getsize(path) / 2**20
-    files = [p for p in (run / "model").rglob("*.safetensors")]
-    nonzero = sum(int((t != 0).sum()) for f in files for t in load_file(str(f)).values())
-    return nonzero, sum(p.stat().st_size for p in files) / 2**20
-
-
-def measure(run: Path, onnx: bool, repeats_b1: int = 50, repeats_b32: int = 15, test_limit: int | None = None) -> dict:
-    import torch
-
-    from mmsft.compress import onnx_export
-    from mmsft.pipeline import load_run
-
-    torch.set_num_threads(1)
-    session = load_run(run)
-    cfg, kind = session.cfg, session.kind
-    prepared = kind.prepare(cfg, session.processor, kind.load_data(cfg))
-    if test_limit:  # --quick: the first samples of test only
-        prepared.splits["test"] = prepared.splits["test"].select(range(min(test_limit, len(prepared.splits["test"]))))
-        prepared.lengths["test"] = prepared.lengths["test"][:test_limit]
-    test = prepared.splits["test"]
-    items = [test[i] for i in range(min(64, len(test)))]
-    strip = lambda b: {k: v for k, v in b.items() if k != "labels"}  # noqa: E731
-    singles = [strip(prepared.collate([it])) for it in items[:repeats_b1]]
-    batch32 = strip(prepared.collate(items[:32]))
-    head = next(iter(cfg.model.heads))
-    if onnx:
-        sess = onnx_export.session(run / "model" / "model.onnx", threads=1)
-        metrics = onnx_export.evaluate(sess, cfg, kind, prepared, "test")
-        forward = lambda b: onnx_export.run(sess, b)  # noqa: E731
-    else:
-        metrics = kind.evaluate(cfg, session.model, prepared, "test", session.processor).metrics
-        model = session.model.eval()
-        forward = lambda b: model(**b, heads=[head])  # noqa: E731
-    with torch.inference_mode():
-        cycle = iter(range(10**9))
-        b1 = _median_ms(lambda: forward(singles[next(cycle) % len(singles)]), repeats_b1)
-        b32 = _median_ms(lambda: forward(batch32), repeats_b32)
-    params, size = stored(run, onnx)
-    return {"accuracy": round(float(metrics["accuracy"]), 4), "params": params, "size_mb": round(size, 2),
-            "latency_b1_ms": b1, "latency_b32_ms": b32, "threads": torch.get_num_threads(), "f1_macro": metrics.get("f1_macro")}
-
-
-def measure_generation(run: Path) -> dict:
-    metrics = json.loads((run / "metrics.json").read_text())
-    return {"bleu": metrics["test"].get("bleu"), "chrf": metrics["test"].get("chrf"), "eos_rate": metrics["test"].get("eos_rate"),
-            "train_seconds": metrics.get("train_seconds"), "steps": metrics.get("steps"), "train_samples": (metrics.get("data") or {}).get("train")}
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -251,8 +185,31 @@ def checks(rows: list[dict], ingredient_accuracy: dict | None = None) -> list[st
     return lines
 
 
+def carry_stages(report: Path, names: list[str], stage_path, settings: dict) -> list[str]:
+    """``--from-report``: write the committed report's records of ``names`` whose stage file is missing, marked
+    ``carried`` (they count as done under today's settings; their run folders are not here, so they are never
+    re-measured).  Returns the stages seeded."""
+    committed = json.loads(report.read_text()).get("stages", {})
+    seeded = []
+    for n in names:
+        if n in committed and not stage_path(n).is_file():
+            write_json(stage_path(n), {**committed[n], "settings": settings, "carried": str(report)})
+            seeded.append(n)
+    return seeded
+
+
+def carried_line(results: dict) -> list[str]:
+    carried = {n: r for n, r in results.items() if isinstance(r, dict) and r.get("carried")}
+    if not carried:
+        return []
+    when = sorted({(r.get("remeasured") or r)["measured_at"] for r in carried.values()})
+    return [f"Carried over from an earlier report (`--from-report`, measured {when[0]} to {when[-1]}, not re-run here): "
+            + ", ".join(f"`{n}`" for n in carried) + ". Compare their latencies with the others' with care.", ""]
+
+
 def sitting_line(results: dict) -> list[str]:
     """When the measurements ran: one sitting (``--remeasure``) or each right after its stage's training."""
+    results = {n: r for n, r in results.items() if not (isinstance(r, dict) and r.get("carried"))}
     timed = [r for n, r in results.items() if isinstance(r, dict) and "measure" in r and not n.startswith("gen:")]
     stamps = [r["remeasured"] for r in timed if r.get("remeasured")]
     first = [r for r in timed if not r.get("remeasured")]
@@ -272,7 +229,7 @@ def render(results: dict, rows: list[dict], command: str, quick: bool, tasks: li
     lines += ["Each variant is measured in a fresh process with one torch / onnxruntime thread: accuracy on the task's test split,",
               "parameters = non-zero numbers stored in the weight files, size = bytes of the weight files (tokenizer excluded),",
               "latency = median of repeated forward passes of the composed model on real test inputs (batch 1: 50 single samples;",
-              "batch 32: the first 32 test samples, 15 runs; tokenization excluded).", "", *sitting_line(results),
+              "batch 32: the first 32 test samples, 15 runs; tokenization excluded).", "", *sitting_line(results), *carried_line(results),
               "| task | variant | test accuracy | params | size MB | latency b1 ms | latency b32 ms | threads |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['task']} | {r['variant']} | {r['accuracy']:.4f} | {r['params']:,} | {r['size_mb']:.1f} | {r['latency_b1_ms']:.2f} | "
@@ -329,15 +286,6 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 # -- driver -----------------------------------------------------------------------------------------
-def measure_stage(stage: str, folder: Path, quick: bool) -> dict:
-    limit, reps = (QUICK_TEST, (10, 5)) if quick else (None, (50, 15))
-    if stage.startswith("gen:"):
-        return measure_generation(folder)
-    if stage in ("ties", "ties_base_30"):
-        return {t: measure(folder / t, False, *reps, test_limit=limit) for t in TASKS}
-    return measure(folder, stage.endswith(":onnx"), *reps, test_limit=limit)
-
-
 def child(stage: str, work: Path, quick: bool, gen_extra: list[str]) -> None:
     record = run_stage(stage, work, quick, gen_extra)
     record["measure"] = measure_stage(stage, Path(record["run"]), quick)
@@ -363,6 +311,8 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="recompute stages already saved")
     ap.add_argument("--work", type=Path, help="run folders and stage results (default runs/bench-compress[-quick])")
     ap.add_argument("--out", type=Path, help="report folder (default benchmarks/results; --quick: runs/bench-compress-quick)")
+    ap.add_argument("--from-report", type=Path, metavar="JSON",
+                    help="seed missing stage results from a committed compress.json (new machine: redo only what --only names)")
     ap.add_argument("--remeasure", action="store_true",
                     help="after the stages, measure every finished classification stage again, one fresh process each, in one sitting "
                          "(latency ratios then come from one load; a stage's first measurement ran right after its training)")
@@ -389,8 +339,13 @@ def main() -> None:
             raise SystemExit(f"unknown stage(s) {unknown}; stages: {', '.join(sorted(known))}")
         plan = [(n, needs) for n, needs in plan if n in args.only]
     settings = {"quick": args.quick, "gen_extra": gen_extra, "cls_extra": QUICK_CLS if args.quick else [], "distill": DISTILL,
-                "student_blocks": STUDENT_BLOCKS, "refit_steps": REFIT_STEPS}  # a saved stage is reused only under the same settings
+                "student_blocks": STUDENT_BLOCKS, "refit_steps": REFIT_STEPS,
+                "soup_init_seed": SOUP_INIT_SEED}  # a saved stage is reused only under the same settings
     path = lambda n: work / "stages" / f"{n.replace(':', '-')}.json"  # noqa: E731
+    if args.from_report:
+        redo = {n for n, _ in plan} if args.only else set()
+        names = [n for n, _ in stages(args.tasks, True) if n not in redo]
+        print(f"carried over from {args.from_report}: {', '.join(carry_stages(args.from_report, names, path, settings)) or 'nothing'}")
     done = {n for n, _ in stages(args.tasks, True) if path(n).is_file() and not args.fresh
             and json.loads(path(n).read_text()).get("settings") == settings}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -423,7 +378,7 @@ def main() -> None:
         time.sleep(1)
     if args.remeasure:
         for n, _ in stages(args.tasks, False):
-            if path(n).is_file():
+            if path(n).is_file() and not json.loads(path(n).read_text()).get("carried"):
                 cmd = [sys.executable, __file__, "--measure-child", n, "--work", str(work), *(["--quick"] if args.quick else [])]
                 print("$", " ".join(cmd), flush=True)
                 subprocess.run(cmd, env=env, check=True)

@@ -65,11 +65,14 @@ def build_session(cfg: RunConfig) -> Session:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     data = kind.load_data(cfg)
-    set_seed(cfg.train.seed)
+    init_seed = cfg.train.seed if cfg.train.init_seed is None else cfg.train.init_seed
+    set_seed(init_seed)
     with no_remote_code():
         model, processor = build_model(cfg, kind, data)
-    set_seed(cfg.train.seed)  # adapter weights (LoRA A matrices) depend only on the seed
+    set_seed(init_seed)  # adapter weights (LoRA A matrices) depend only on the seed
     apply_adapters(model, cfg.adapters)
+    if init_seed != cfg.train.seed:
+        set_seed(cfg.train.seed)  # dropout and every later draw follow the run's own seed
     if not any(p.requires_grad for p in model.parameters()):
         raise UserError(f"nothing would train: adapters {cfg.adapter_label} freeze the backbone and the heads have no weights",
                         where="adapters", expected="an adapter that trains part of the backbone (lora, full, frozen_top2), or a module")

@@ -72,6 +72,9 @@ class TrainSpec:
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     seed: int = 42
+    # seed of the weights a run creates (heads, modules, LoRA A); default: seed.  Soup ingredients share it, so
+    # their heads start alike and only data order and dropout differ (Wortsman et al. 2022 fine-tune from one init)
+    init_seed: Optional[int] = None
     eval_every_steps: int = 0  # 0 = evaluate at each epoch end
     save_every_steps: int = 0  # 0 = checkpoint only at epoch ends
     keep_checkpoints: int = 1

@@ -130,6 +130,19 @@ def test_matrix_rows_gap_and_resume(domains, isolated, monkeypatch):
     assert not any(elsewhere.rglob("model"))  # records only, no trained weights travel
     assert _run(_bench(tasks=[a, b], seeds=2), elsewhere)["rows"] == data["rows"] and counter.calls == []
 
+    # a matrix carried in part: every carried cell is reported before the first training, even one late in the plan
+    from mmsft.crossdomain.bench import execute
+    from mmsft.crossdomain.plan import make_plan
+
+    late = isolated / "late.json"
+    late.write_text(json.dumps({"cells": [c for c in on_disk["cells"] if c["cell"]["seed"] == 43]}))
+    assert seed_cells(late, isolated / "partial") == 2
+    updates = []
+    execute(make_plan(_bench(tasks=[a, b], seeds=2)), isolated / "partial",
+            on_update=lambda records: updates.append((len(counter.calls), [r["cell"]["seed"] for r in records])))
+    assert [u for u in updates if u[0] == 0][-1][1] == [43, 43] and updates[-1] == (2, [43, 43, 42, 42])
+    counter.calls.clear()
+
     # a cell whose scores were lost is rescored from its saved model, without training
     (out / "cells/lora/source_only/toy_kitchen/seed43/cell.json").unlink()
     assert _run(_bench(tasks=[a, b], seeds=2), out)["rows"] == data["rows"] and counter.calls == []

@@ -192,3 +192,24 @@ def test_bad_merge_input_exits_2_and_writes_nothing(runs, tmp_path, capsys):
     assert "--weights: 1 weights for 2 runs" in capsys.readouterr().err and not out.exists()
     assert main(["merge", str(runs["full1"]), "--method", "ties", "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_init_seed_gives_soup_ingredients_one_start_and_their_own_data_order(derive_env, tiny_bert4):
+    """``train.init_seed``: runs of seeds 43 and 44 that share init seed 42 start from seed 42's heads and LoRA
+    factors; their data order and dropout still follow their own seeds."""
+    from mmsft.pipeline import build_session
+    from mmsft.spec import build_run_config
+
+    task = toy_task_yaml(derive_env, tiny_bert4, name="toy_init")
+
+    def start(*overrides):
+        session = build_session(build_run_config(str(task), "lora", list(overrides)))
+        return {k: v.clone() for k, v in session.model.state_dict().items() if "lora_" in k or k.startswith("heads.")}, torch.rand(4)
+
+    (own42, _), (own43, draw43) = start("train.seed=42"), start("train.seed=43")
+    (shared43, after43), (shared44, after44) = (start("train.seed=43", "train.init_seed=42"), start("train.seed=44", "train.init_seed=42"))
+    assert any(k.startswith("heads.") for k in own42) and any("lora_A" in k for k in own42)
+    assert any(not torch.equal(own42[k], own43[k]) for k in own42)  # plain seeds: different starts
+    assert all(torch.equal(own42[k], shared43[k]) and torch.equal(own42[k], shared44[k]) for k in own42)
+    assert not torch.equal(after43, after44)  # dropout / sampling draws differ by the run's seed
+    assert torch.equal(start("train.seed=43", "train.init_seed=43")[1], draw43)  # init_seed == seed: as before

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .cells import Runtime, cell_folder, prepare_cell, run_cell
+from .cells import Runtime, cell_folder, finished_record, prepare_cell, run_cell
 from .plan import Plan, _config, write_unlabelled
 from .progress import Progress
 
@@ -54,12 +54,19 @@ def execute(plan: Plan, out: Path, fresh: bool = False, on_update: Optional[Call
         if on_update is not None:
             on_update(records)
 
+    todo = []
+    for cell in plan.cells:  # finished cells first, so every matrix written on the way holds all of them
+        record = finished_record(cell, rt)
+        if record is None:
+            todo.append(cell)
+        else:
+            finished(cell, record)
     try:
         if plan.bench.jobs == 1:
-            for cell in plan.cells:
+            for cell in todo:
                 finished(cell, run_cell(cell, rt))
         else:
-            _parallel(plan, rt, finished)
+            _parallel(todo, plan.bench.jobs, rt, finished)
     finally:
         progress.close()
     return records
@@ -89,15 +96,15 @@ def log_path(cell, rt: Runtime) -> Path:
     return rt.out / "logs" / (cell.folder.replace("/", "__") + ".txt")
 
 
-def _parallel(plan: Plan, rt: Runtime, finished) -> None:
+def _parallel(cells: list, jobs: int, rt: Runtime, finished) -> None:
     """``jobs`` worker processes, a fresh one per cell (spawned: clean memory and thread settings);
     each cell's output goes to ``OUT/logs/<cell>.txt``.  The first failure stops the benchmark."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=plan.bench.jobs, mp_context=context, max_tasks_per_child=1) as pool:
-        running = {pool.submit(run_cell, cell, rt, str(log_path(cell, rt))): cell for cell in plan.cells}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, max_tasks_per_child=1) as pool:
+        running = {pool.submit(run_cell, cell, rt, str(log_path(cell, rt))): cell for cell in cells}
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:

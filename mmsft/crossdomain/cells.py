@@ -97,6 +97,19 @@ def run_cell(cell: Cell, rt: Runtime, log: Optional[str] = None) -> dict:
         return _run_cell(cell, rt)
 
 
+def finished_record(cell: Cell, rt: Runtime) -> Optional[dict]:
+    """The cell's record when it is finished and still current (same train key, every score current), without
+    running or removing anything; None otherwise.  Lets a resumed benchmark report every finished cell at once."""
+    _, _, _, key = prepare_cell(cell, rt)
+    record = _read(cell_folder(cell, rt) / "cell.json")
+    if record is None or record.get("train_key") != key:
+        return None
+    scores = record.get("scores", {})
+    if any(scores.get(task, {}).get("key") != _score_key(task, cell, rt)[0] for task in cell.evals):
+        return None
+    return {**record, "reused": True}
+
+
 def _run_cell(cell: Cell, rt: Runtime) -> dict:
     from ..atomic import remove_tree, write_json
     from ..pipeline import load_run, train
