@@ -361,3 +361,16 @@ def test_adapted_backbone_keeps_the_zoo_pooling_and_lora_targets():
     pins = _backbone_pins(build_run_config("reviews_books", "lora"))
     assert "model.heads.classification.options.pooling=mean" in pins
     assert 'adapters.lora.options.target_modules=["query", "key", "value", "dense"]' in pins
+
+
+def test_a_later_train_key_at_its_default_keeps_committed_cells_current(domains):
+    """``train.init_seed`` came after cells were committed: unset, a cell's key is what it was; set, it is new."""
+    from mmsft.crossdomain.cells import _result_key
+    from mmsft.spec import build_run_config
+
+    task = str(domains["a"])
+    plain = build_run_config(task, "lora", ["train.seed=43"])
+    assert plain.train.init_seed is None
+    before = _result_key(plain, "source_only", None)
+    assert _result_key(build_run_config(task, "lora", ["train.seed=43", "train.threads=1"]), "source_only", None) == before
+    assert _result_key(build_run_config(task, "lora", ["train.seed=43", "train.init_seed=42"]), "source_only", None) != before

@@ -22,6 +22,9 @@ from .plan import Cell, _config, cell_overrides
 
 MACHINE_KEYS = ("output_dir",)  # config entries that do not change the result
 MACHINE_TRAIN_KEYS = ("threads", "device", "cpu_allocator")
+# train keys added after cells were first computed: at this default they change nothing, so they stay out of the
+# key and cells computed before them (committed in a report) stay current
+LATER_TRAIN_DEFAULTS = {"init_seed": None}
 
 
 @dataclass
@@ -47,6 +50,9 @@ def _result_key(cfg, method: str, stage_key: Optional[dict]) -> str:
         data.pop(key, None)
     for key in MACHINE_TRAIN_KEYS:
         data["train"].pop(key, None)
+    for key, default in LATER_TRAIN_DEFAULTS.items():
+        if data["train"].get(key, default) == default:
+            data["train"].pop(key, None)
     return digest({"config": data, "method": method, "stage": stage_key})
 
 
