@@ -374,3 +374,16 @@ def test_a_later_train_key_at_its_default_keeps_committed_cells_current(domains)
     before = _result_key(plain, "source_only", None)
     assert _result_key(build_run_config(task, "lora", ["train.seed=43", "train.threads=1"]), "source_only", None) == before
     assert _result_key(build_run_config(task, "lora", ["train.seed=43", "train.init_seed=42"]), "source_only", None) != before
+
+
+def test_plan_is_seed_major_with_the_methods_of_a_pair_side_by_side(domains):
+    """A benchmark stopped part-way has whole seeds, and within a seed every adaptation method on the same pairs."""
+    from mmsft.crossdomain.plan import make_plan
+
+    a, b = str(domains["a"]), str(domains["b"])
+    plan = make_plan(_bench(tasks=[a, b], seeds=2, methods=["source_only", "target_mlm", "dann"]))
+    order = [(c.seed, c.method, c.source, c.target) for c in plan.cells]
+    one_seed = [("source_only", "toy_books", None), ("source_only", "toy_kitchen", None),
+                ("target_mlm", "toy_books", "toy_kitchen"), ("dann", "toy_books", "toy_kitchen"),
+                ("target_mlm", "toy_kitchen", "toy_books"), ("dann", "toy_kitchen", "toy_books")]
+    assert order == [(seed, *cell) for seed in (42, 43) for cell in one_seed]

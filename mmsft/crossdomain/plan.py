@@ -79,18 +79,17 @@ def make_plan(bench: BenchConfig) -> Plan:
         for method in bench.methods:
             for source in sources:
                 METHODS.get(method).check(cfgs[(source, adapter)], bench.method_options(method))
-    # seed-major: a benchmark stopped part-way leaves whole one-seed matrices (every method), not three seeds of a few rows
+    # seed-major: a benchmark stopped part-way leaves whole one-seed matrices, not three seeds of a few rows; within a
+    # seed the baselines first, then pair by pair every adaptation method, so a partial matrix already compares them
+    per_source = [m for m in bench.methods if not METHODS.get(m).needs_target]
+    per_pair = [m for m in bench.methods if METHODS.get(m).needs_target]
     for seed in bench.seed_list:
         for adapter in bench.adapters:
-            for method in bench.methods:
-                for source in sources:
-                    if not METHODS.get(method).needs_target:
-                        cells.append(Cell(source, None, method, adapter, seed, tuple(dict.fromkeys([source, *targets]))))
-                        continue
-                    for target in targets:
-                        if target != source:
-                            cells.append(Cell(source, target, method, adapter, seed, (target,)))
-                            text_tasks += [source, target]
+            cells += [Cell(source, None, method, adapter, seed, tuple(dict.fromkeys([source, *targets])))
+                      for method in per_source for source in sources]
+            for source, target in [(s, t) for s in sources for t in targets if t != s]:
+                cells += [Cell(source, target, method, adapter, seed, (target,)) for method in per_pair]
+                text_tasks += [source, target] if per_pair else []
     if not cells:
         raise UserError("nothing to run: every target is its own source", where="tasks", expected="at least two tasks")
     return Plan(bench, cells, shared, specs, list(dict.fromkeys(text_tasks)), targets)
