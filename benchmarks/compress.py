@@ -308,7 +308,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (their needs must be done)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="independent stages side by side (one thread each)")
-    ap.add_argument("--fresh", action="store_true", help="recompute stages already saved")
+    ap.add_argument("--fresh", action="store_true", help="recompute the planned stages (with --only: those) even where saved")
     ap.add_argument("--work", type=Path, help="run folders and stage results (default runs/bench-compress[-quick])")
     ap.add_argument("--out", type=Path, help="report folder (default benchmarks/results; --quick: runs/bench-compress-quick)")
     ap.add_argument("--from-report", type=Path, metavar="JSON",
@@ -346,7 +346,8 @@ def main() -> None:
         redo = {n for n, _ in plan} if args.only else set()
         names = [n for n, _ in stages(args.tasks, True) if n not in redo]
         print(f"carried over from {args.from_report}: {', '.join(carry_stages(args.from_report, names, path, settings)) or 'nothing'}")
-    done = {n for n, _ in stages(args.tasks, True) if path(n).is_file() and not args.fresh
+    planned = {n for n, _ in plan}
+    done = {n for n, _ in stages(args.tasks, True) if path(n).is_file() and not (args.fresh and n in planned)
             and json.loads(path(n).read_text()).get("settings") == settings}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     running: dict[str, subprocess.Popen] = {}
