@@ -41,6 +41,26 @@ def test_fused_equals_peft_without_dropout():
         torch.testing.assert_close(g1[name], g0[name])
 
 
+def test_fused_runs_under_bf16_autocast_and_matches_peft():
+    """Under autocast the fused update runs in bf16 (its byte masks, not peft's bernoulli_ dropout) and agrees with
+    peft's bf16 forward and gradients; the factors' gradients stay fp32."""
+    reference, fused, _ = _pair(0.0)
+    x = torch.randn(3, 5, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (y0, gx0, g0), (y1, gx1, g1) = _step(reference, x), _step(fused, x)
+    assert y1.dtype == y0.dtype == torch.bfloat16
+    torch.testing.assert_close(y1.float(), y0.float(), atol=3e-2, rtol=3e-2)
+    torch.testing.assert_close(gx1, gx0, atol=5e-2, rtol=5e-2)
+    for name in g0:
+        assert g1[name].dtype == torch.float32
+        torch.testing.assert_close(g1[name], g0[name], atol=5e-2, rtol=5e-2)
+    _, fused_p, _ = _pair(0.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.profiler.profile() as prof:
+        _step(fused_p, x)
+    ops = {e.key for e in prof.key_averages()}
+    assert "aten::random_" in ops and "aten::bernoulli_" not in ops
+
+
 @pytest.mark.parametrize("p", [0.0, 0.3])
 def test_fused_gradients_are_exact(p):
     """gradcheck with the mask fixed by reseeding before every call: backward matches finite differences."""

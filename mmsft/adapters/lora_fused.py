@@ -13,8 +13,8 @@ backward (an ``r``-wide matmul, a few per cent of the layer's FLOPs).
 The mask is drawn from the global RNG, like ``nn.Dropout``'s, so a seeded run is reproducible; the maths
 is peft's (inverted dropout, then ``x @ A.T @ B.T * scaling``), the drop rate rounded to 1/256.  Only the training forward of plain
 LoRA linears changes: parameters, their names, saving, loading and merging stay peft's, and anything
-else (evaluation, merged or disabled adapters, DoRA, per-row ``adapter_names``, autocast) runs peft's own
-forward.
+else (evaluation, merged or disabled adapters, DoRA, per-row ``adapter_names``) runs peft's own forward;
+under autocast the update runs in the autocast dtype.
 """
 from __future__ import annotations
 
@@ -64,18 +64,29 @@ class _LoraDelta(torch.autograd.Function):
 
 
 def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """peft's ``lora.Linear.forward`` for the training case; every other case goes to peft's own."""
+    """peft's ``lora.Linear.forward`` for the training case; every other case goes to peft's own.
+
+    Under autocast the update runs in the autocast dtype, as peft's linears would: ``x`` and the two
+    factors are cast once (the factors' gradients flow back through the cast in fp32), and the saved
+    ``x`` is the half-width copy."""
     if (args or kwargs or not self.training or self.disable_adapters or self.merged or not torch.is_grad_enabled()
-            or torch.is_autocast_enabled(x.device.type) or any(n in self.lora_variant for n in self.active_adapters)):
+            or any(n in self.lora_variant for n in self.active_adapters)):
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x)
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     for name in self.active_adapters:
         if name not in self.lora_A:
             continue
-        a, b = self.lora_A[name], self.lora_B[name]
+        a, b = self.lora_A[name].weight, self.lora_B[name].weight
         dropout = self.lora_dropout[name]
         p = dropout.p if isinstance(dropout, nn.Dropout) else 0.0
-        result = result + _LoraDelta.apply(x.to(a.weight.dtype), a.weight, b.weight, p, self.scaling[name]).to(result.dtype)
+        if dtype is None:
+            delta = _LoraDelta.apply(x.to(a.dtype), a, b, p, self.scaling[name])
+        else:
+            with torch.autocast(device, enabled=False):
+                delta = _LoraDelta.apply(x.to(dtype), a.to(dtype), b.to(dtype), p, self.scaling[name])
+        result = result + delta.to(result.dtype)
     return result
 
 
