@@ -342,11 +342,10 @@ def main() -> None:
                 "student_blocks": STUDENT_BLOCKS, "refit_steps": REFIT_STEPS,
                 "soup_init_seed": SOUP_INIT_SEED}  # a saved stage is reused only under the same settings
     path = lambda n: work / "stages" / f"{n.replace(':', '-')}.json"  # noqa: E731
-    if args.from_report:
-        redo = {n for n, _ in plan} if args.only else set()
-        names = [n for n, _ in stages(args.tasks, True) if n not in redo]
-        print(f"carried over from {args.from_report}: {', '.join(carry_stages(args.from_report, names, path, settings)) or 'nothing'}")
     planned = {n for n, _ in plan}
+    if args.from_report:  # every stage but those --only names to redo
+        names = [n for n, _ in stages(args.tasks, True) if not (args.only and n in planned)]
+        print(f"carried over from {args.from_report}: {', '.join(carry_stages(args.from_report, names, path, settings)) or 'nothing'}")
     done = {n for n, _ in stages(args.tasks, True) if path(n).is_file() and not (args.fresh and n in planned)
             and json.loads(path(n).read_text()).get("settings") == settings}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

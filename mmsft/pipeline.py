@@ -69,7 +69,7 @@ def build_session(cfg: RunConfig) -> Session:
     set_seed(init_seed)
     with no_remote_code():
         model, processor = build_model(cfg, kind, data)
-    set_seed(init_seed)  # adapter weights (LoRA A matrices) depend only on the seed
+    set_seed(init_seed)  # adapter weights (LoRA A matrices) depend only on the init seed
     apply_adapters(model, cfg.adapters)
     if init_seed != cfg.train.seed:
         set_seed(cfg.train.seed)  # dropout and every later draw follow the run's own seed

@@ -74,18 +74,16 @@ def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x)
     device = x.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    autocast_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     for name in self.active_adapters:
         if name not in self.lora_A:
             continue
         a, b = self.lora_A[name].weight, self.lora_B[name].weight
+        dtype = autocast_dtype or a.dtype  # .to() of a tensor already in dtype is the tensor itself
         dropout = self.lora_dropout[name]
         p = dropout.p if isinstance(dropout, nn.Dropout) else 0.0
-        if dtype is None:
-            delta = _LoraDelta.apply(x.to(a.dtype), a, b, p, self.scaling[name])
-        else:
-            with torch.autocast(device, enabled=False):
-                delta = _LoraDelta.apply(x.to(dtype), a.to(dtype), b.to(dtype), p, self.scaling[name])
+        with torch.autocast(device, enabled=False):
+            delta = _LoraDelta.apply(x.to(dtype), a.to(dtype), b.to(dtype), p, self.scaling[name])
         result = result + delta.to(result.dtype)
     return result
 

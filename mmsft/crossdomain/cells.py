@@ -103,15 +103,20 @@ def run_cell(cell: Cell, rt: Runtime, log: Optional[str] = None) -> dict:
         return _run_cell(cell, rt)
 
 
+def _missing_scores(record: Optional[dict], score_keys: dict[str, str]) -> list[str]:
+    """The eval tasks whose score in ``record`` is absent or was computed on other target data."""
+    scores = (record or {}).get("scores", {})
+    return [task for task, key in score_keys.items() if scores.get(task, {}).get("key") != key]
+
+
 def finished_record(cell: Cell, rt: Runtime) -> Optional[dict]:
     """The cell's record when it is finished and still current (same train key, every score current), without
-    running or removing anything; None otherwise.  Lets a resumed benchmark report every finished cell at once."""
-    _, _, _, key = prepare_cell(cell, rt)
+    running or removing anything; None otherwise.  Lets a resumed benchmark report every finished cell at once;
+    a cell with no record costs one failed file read (no config is built)."""
     record = _read(cell_folder(cell, rt) / "cell.json")
-    if record is None or record.get("train_key") != key:
+    if record is None or record.get("train_key") != prepare_cell(cell, rt)[3]:
         return None
-    scores = record.get("scores", {})
-    if any(scores.get(task, {}).get("key") != _score_key(task, cell, rt)[0] for task in cell.evals):
+    if _missing_scores(record, {task: _score_key(task, cell, rt)[0] for task in cell.evals}):
         return None
     return {**record, "reused": True}
 
@@ -132,7 +137,7 @@ def _run_cell(cell: Cell, rt: Runtime) -> dict:
         record = None
     wanted = {task: _score_key(task, cell, rt) for task in cell.evals}
     scores = dict((record or {}).get("scores", {}))
-    missing = [task for task, (k, _) in wanted.items() if scores.get(task, {}).get("key") != k]
+    missing = _missing_scores(record, {task: k for task, (k, _) in wanted.items()})
     if record is not None and not missing:
         return {**record, "reused": True}
     run_dir = folder / "run"
