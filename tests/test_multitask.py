@@ -211,3 +211,49 @@ def test_task_specific_adapters_are_checked(tmp_path, tiny_bert, isolated, capsy
     assert main(["train", str(members[0]), "--adapter", "lora", "adapters.lora.task=alpha"]) == 2
     assert "adapters.lora.task" in capsys.readouterr().err
     assert not (isolated / "runs").exists() or not any((isolated / "runs").iterdir())
+
+
+def test_per_task_stopping_restores_each_tasks_head_and_own_adapter(tmp_path, tiny_bert, isolated):
+    """A task whose metric stops improving gets back its head and its own adapter from its best
+    evaluation; the shared adapter keeps its last weights; sampling of a stopped task ends; the state
+    travels through a checkpoint."""
+    import types
+
+    from mmsft.pipeline import build_session
+    from mmsft.spec import build_run_config
+    from mmsft.training.multitask import PerTaskStopping
+    from mmsft.training.objectives import build_objective
+
+    members = [_member(tmp_path, tiny_bert, "alpha", ("good", "bad"), 1), _member(tmp_path, tiny_bert, "beta", ("up", "down"), 2)]
+    multi = _multitask(tmp_path, tiny_bert, members, ", stopping: per_task, patience: 1")
+    multi.write_text(multi.read_text().replace("sampling: round_robin", "sampling: proportional") + _TASK_ADAPTERS)
+    session = build_session(build_run_config(str(multi), None))
+    objective = build_objective(session.cfg.objective)
+    objective.bind(session.prepared)
+    objective.batch_sampler(session.cfg.train, [8] * len(objective.groups))
+    [callback] = objective.callbacks()
+    model = session.model
+    runner = types.SimpleNamespace(model=model, accelerator=types.SimpleNamespace(unwrap_model=lambda m: m))
+    owned = callback.owned(model, "alpha")
+    assert any(k.startswith("adapter.") and ".alpha_only." in k for k in owned) and any(k.startswith("head.") for k in owned)
+    assert not any(".shared." in k for k in owned) and not any(k.startswith("adapter.") for k in callback.owned(model, "beta"))
+
+    def params(pattern: str) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in model.named_parameters() if pattern in n}
+
+    callback.on_evaluate(runner, None, {"alpha/accuracy": 0.9, "beta/accuracy": 0.5})
+    first = {k: params(k) for k in (".alpha_only.", ".shared.", "heads.alpha.", "heads.beta.")}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # an epoch's worth of change to everything
+    callback.on_evaluate(runner, None, {"alpha/accuracy": 0.8, "beta/accuracy": 0.6})  # alpha worse, beta better
+    assert objective.sampler.active == {1}  # alpha (group 0) stops being sampled after patience 1
+    later = {k: params(k) for k in first}
+    restored = PerTaskStopping(objective)
+    restored.load_state_dict(callback.state_dict())  # what a checkpoint carries
+    callback.on_train_end(runner, None)
+    for key, expected in [(".alpha_only.", first), ("heads.alpha.", first), (".shared.", later), ("heads.beta.", later)]:
+        now = params(key)
+        assert now and all(torch.equal(now[n], expected[key][n]) for n in now), key
+    assert restored.best == callback.best and restored.bad == callback.bad
+    assert all(torch.equal(restored.weights[t][k], v) for t, w in callback.weights.items() for k, v in w.items())

@@ -71,6 +71,10 @@ def task_router(model, specs: dict):
             method_ = ADAPTERS.get(method)
             if method_.switchable:
                 method_.activate(_targets(model)[target], active)
+    route.owned = {}  # task -> the adapters that serve it alone (per-task early stopping restores them with its head)
+    for name, spec in specs.items():
+        if spec.task is not None:
+            route.owned.setdefault(spec.task, []).append(name)
     return route
 
 

@@ -6,11 +6,13 @@ scaled by that task's ``weights`` entry (default 1).  ``passes: {task: n}`` (pro
 spreads n passes over a task's data across the run's ``train.epochs`` instead of one per epoch: each
 member can get the budget it has alone while every member still ends at the end of the schedule.  ``stopping: per_task`` stops sampling a task
 whose validation metric has not improved for ``patience`` evaluations and restores that task's head
-to its best weights at the end; ``combined`` (the default) leaves early stopping to the runner, on
+and its task-specific adapters (``adapters: {NAME: {task: ...}}``) to their best weights at the end
+(the shared adapters keep their last weights: they serve every task); ``combined`` (the default) leaves early stopping to the runner, on
 the mean of the members' metrics or on any one of them (``train.early_stopping.metric``).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,23 +83,38 @@ class Multitask(Objective):
 
 
 class PerTaskStopping(Callback):
-    """Per task: best validation value, evaluations without improvement, its head's best weights."""
+    """Per task: best validation value, evaluations without improvement, and the best weights of what
+    the task owns alone: its head and its task-specific adapters."""
 
     def __init__(self, objective: Multitask):
-        self.objective, self.best, self.bad, self.heads = objective, {}, {}, {}
+        self.objective, self.best, self.bad, self.weights = objective, {}, {}, {}
+
+    @staticmethod
+    def owned(model, task: str) -> dict[str, torch.nn.Parameter]:
+        """``head.<key>`` and ``adapter.<parameter name>`` -> the parameters only ``task`` uses."""
+        out = {f"head.{k}": v for k, v in model.heads[task].state_dict(keep_vars=True).items()}
+        names = getattr(model.adapter_router, "owned", {}).get(task, [])
+        if names:
+            pattern = re.compile(r"\.lora_\w+\.(" + "|".join(map(re.escape, names)) + r")(\.|$)")
+            out.update({f"adapter.{n}": p for n, p in model.backbone.named_parameters() if pattern.search(n)})
+        return out
 
     def on_evaluate(self, runner, state, metrics: dict) -> None:
         obj = self.objective
         model = runner.accelerator.unwrap_model(runner.model)
-        for group, task in enumerate(obj.tasks):
+        for task in obj.tasks:
             value = metrics.get(obj.metrics[task])
             if value is None:
                 continue
             if task not in self.best or value > self.best[task]:
                 self.best[task], self.bad[task] = value, 0
-                self.heads[task] = {k: v.detach().cpu().clone() for k, v in model.heads[task].state_dict().items()}
+                self.weights[task] = {k: v.detach().cpu().clone() for k, v in self.owned(model, task).items()}
             else:
                 self.bad[task] = self.bad.get(task, 0) + 1
+        self._stop_sampling()
+
+    def _stop_sampling(self) -> None:
+        obj = self.objective
         stopped = {g for g, t in enumerate(obj.tasks) if self.bad.get(t, 0) >= obj.options.patience}
         if obj.sampler is not None and stopped:
             obj.sampler.active = set(range(len(obj.tasks))) - stopped or None  # takes effect from the next epoch
@@ -105,11 +122,13 @@ class PerTaskStopping(Callback):
     @torch.no_grad()
     def on_train_end(self, runner, state) -> None:
         model = runner.accelerator.unwrap_model(runner.model)
-        for task, weights in self.heads.items():
-            model.heads[task].load_state_dict(weights)
+        for task, weights in self.weights.items():
+            current = self.owned(model, task)
+            for key, value in weights.items():
+                current[key].copy_(value)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        out = {f"head.{t}.{k}": v for t, w in self.heads.items() for k, v in w.items()}
+        out = {f"weights.{t}.{k}": v for t, w in self.weights.items() for k, v in w.items()}
         for task in self.best:
             out[f"score.{task}"] = torch.tensor([self.best[task], float(self.bad.get(task, 0))], dtype=torch.float64)
         return out
@@ -119,9 +138,6 @@ class PerTaskStopping(Callback):
             kind, task, *rest = key.split(".", 2)
             if kind == "score":
                 self.best[task], self.bad[task] = float(value[0]), int(value[1])
-            else:
-                self.heads.setdefault(task, {})[rest[0]] = value
-        obj = self.objective
-        stopped = {g for g, t in enumerate(obj.tasks) if self.bad.get(t, 0) >= obj.options.patience}
-        if obj.sampler is not None and stopped:
-            obj.sampler.active = set(range(len(obj.tasks))) - stopped or None
+            else:  # "weights.<task>.<head.|adapter.>key"; "head.<task>.key" in checkpoints written before adapters were kept
+                self.weights.setdefault(task, {})[rest[0] if kind == "weights" else f"head.{rest[0]}"] = value
+        self._stop_sampling()
