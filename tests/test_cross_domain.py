@@ -302,6 +302,44 @@ def test_gradient_reversal_flips_the_domain_gradient_into_the_backbone(toy_task,
     torch.testing.assert_close(reversed_clf, plain_clf)  # the classifier itself still learns to separate the domains
 
 
+def test_confusion_adversary_gives_the_backbone_the_uniform_target_only(toy_task, tmp_path):
+    """``adversary: confusion``: the features get lambda times the gradient of the classifier's cross-entropy
+    against the uniform distribution (bounded, zero once the domains are confused); the classifier gets only
+    its own domain loss on the detached features."""
+    from torch.nn import functional as F
+
+    from mmsft.adaptation.dann import Dann
+    from mmsft.adaptation.texts import TextStream, write_texts
+    from mmsft.pipeline import build_session
+    from mmsft.spec import build_run_config
+
+    texts = write_texts(tmp_path / "target.jsonl", [f"kettle lid handle {i}" for i in range(8)])
+    options = {"target_texts": str(texts), "schedule": "constant", "weight": 0.5, "dropout": 0.0, "adversary": "confusion"}
+    session = build_session(build_run_config(str(toy_task), "full", ["model.heads.classification.dropout=0.0"]))
+    model = session.model.eval()
+    dann = Dann(Dann.Options(**options))
+    dann.build(model.backbone.width, "cpu")
+    dann.stream = TextStream(dann.texts, session.processor, 32, 4, seed=0)
+    batch = session.prepared.collate([session.prepared.splits["train"][i] for i in range(4)])
+    seen = []
+    dann.classifier.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    loss, _ = dann.loss(model, batch)
+    detached, live = seen  # the classifier's own pass, then the backbone's
+    assert not detached.requires_grad and live.requires_grad
+    live.retain_grad()
+    loss.backward()
+    clf_grads = [q.grad.clone() for q in dann.classifier.parameters()]
+    probe = live.detach().clone().requires_grad_()
+    dann.classifier.zero_grad(set_to_none=True)
+    expected = torch.autograd.grad(0.5 * -F.log_softmax(dann.classifier(probe), -1).mean(), probe)[0]
+    assert expected.abs().max() > 1e-6
+    torch.testing.assert_close(live.grad, expected)
+    domains = torch.tensor([0] * 4 + [1] * 4)
+    own = torch.autograd.grad(F.cross_entropy(dann.classifier(detached), domains), list(dann.classifier.parameters()))
+    for got, want in zip(clf_grads, own):
+        torch.testing.assert_close(got, want)
+
+
 def test_dann_resume_is_exact(domains, isolated, tmp_path):
     """Crash mid-training, resume: the classifier, its optimizer and the target stream come back from
     the checkpoint, so the weights equal an uninterrupted run's."""
