@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, measured, train_in_subprocess, write_json  # noqa: E402
+from common import RESULTS, command_line, header, measured, train_in_subprocess, write_json  # noqa: E402
 
 TARGETS = {("finance_sentiment", "lora"): 0.84, ("finance_sentiment", "full"): 0.85, ("finance_sentiment", "frozen"): 0.75,
            ("banking77_intent", "full"): 0.92, ("banking77_intent", "lora"): 0.91}
@@ -94,7 +94,7 @@ def main() -> None:
                              **stamp})
                 rows.sort(key=lambda r: (r["task"], ["full", "lora", "frozen"].index(r["adapter"]) if r["adapter"] in ("full", "lora", "frozen") else 9))
                 write_json(json_path, rows)
-                command = "python benchmarks/adapters.py " + " ".join(sys.argv[1:])
+                command = command_line("adapters.py")
                 plot(rows, RESULTS / "adapters.png")
                 (RESULTS / "adapters.md").write_text(render(rows, command.strip()))
 

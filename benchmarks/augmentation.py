@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, write_json  # noqa: E402
+from common import RESULTS, command_line, header, write_json  # noqa: E402
 
 TASK = "finance_sentiment"
 METHODS = ["none", "token_swap", "token_delete", "token_insert", "entity_swap", "template", "concat"]
@@ -239,7 +239,7 @@ def main() -> None:
     order = {m: i for i, m in enumerate(METHODS + LM_METHODS)}
     n_new, runs = len(runs), sorted(kept + runs, key=lambda r: (r["fraction"], order.get(r["method"], 99), r["factor"], r["seed"]))
     rows = summarise(runs)
-    command = " ".join(["python", "benchmarks/augmentation.py", *sys.argv[1:]])
+    command = command_line("augmentation.py")
     encoded = store["store"].encoded if store else 0
     out.with_suffix(".md").write_text(markdown(rows, runs, command, len(runs) - n_new, n_test, encoded, time.perf_counter() - start))
     write_json(out.with_suffix(".json"), {"task": TASK, "adapter": "frozen", "backbone": "minilm-l6", "rows": rows, "runs": runs})

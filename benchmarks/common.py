@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -35,6 +36,11 @@ def versions() -> str:
 
     return (f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
             f"peft {peft.__version__}, accelerate {accelerate.__version__}")
+
+
+def command_line(script: str) -> str:
+    """How this benchmark was invoked, quoted so that it can be pasted back into a shell."""
+    return shlex.join(["python", f"benchmarks/{script}", *sys.argv[1:]])
 
 
 def header(title: str, command: str) -> list[str]:

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, measured, write_json  # noqa: E402
+from common import RESULTS, command_line, header, measured, write_json  # noqa: E402
 from compress_measure import QUICK_TEST, TASKS, measure_stage  # noqa: E402
 
 VARIANTS = ["teacher", "student", "distilled", "soup", "ties", "pruned_heads_30", "pruned_layers_2", "pruned_magnitude_50",
@@ -391,7 +391,7 @@ def main() -> None:
             decode = ((r.get("distill") or {}).get("teacher_decode") or {}).get("seconds")
             generation.append({"task": GEN_TASK, "variant": variant, "model": model, **r["measure"], "teacher_decode_seconds": decode})
     results["generation"] = generation
-    command = "python benchmarks/compress.py " + " ".join(sys.argv[1:])
+    command = command_line("compress.py")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "compress.json", {"rows": rows, "generation": generation, "quick": args.quick,
                                        "stages": {n: {k: v for k, v in r.items() if k not in ("compress",)} for n, r in results.items() if n != "generation"}})

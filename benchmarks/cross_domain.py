@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header  # noqa: E402
+from common import RESULTS, command_line, header  # noqa: E402
 
 REVIEWS = ["reviews_books", "reviews_dvd", "reviews_electronics", "reviews_kitchen"]
 METHODS = ["source_only", "target_mlm", "dann"]
@@ -76,7 +76,7 @@ def main() -> None:
     plan = merge_plans(plans)
     carried = seed_cells(args.from_report, work) if args.from_report else 0
     stem = work / "cross_domain" if args.quick else RESULTS / "cross_domain"
-    command = "python benchmarks/cross_domain.py " + " ".join(sys.argv[1:])
+    command = command_line("cross_domain.py")
     lines = header("Cross-domain sentiment transfer on MiniLM-L6", command.strip())
     lines += [f"- Suites: {', '.join(args.suites)}; {len(plan.cells)} cells ({args.seeds} seeds), one torch thread per cell, "
               f"{args.jobs} cell(s) at once" + ("; **quick smoke mode: numbers mean nothing**" if args.quick else ""),

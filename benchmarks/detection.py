@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, measured, train_in_subprocess, write_json  # noqa: E402
+from common import RESULTS, command_line, header, measured, train_in_subprocess, write_json  # noqa: E402
 
 TASK = "traffic_vehicles"
 # "top3" is the task's default (first 2 backbone stages frozen); the issue asks for full / frozen / LoRA
@@ -213,7 +213,7 @@ def main() -> None:
                 f"{head.options.strides} + {head.options.extra_levels} extra) + `{head.type}`, "
                 f"{cfg.data.image_size}px {cfg.data.resize}, {cfg.train.epochs:g} epochs, batch {cfg.train.batch_size}, "
                 f"{args.threads} threads")
-    command = ("python benchmarks/detection.py " + " ".join(sys.argv[1:])).strip()
+    command = command_line("detection.py")
     write_json(results / "detection.json", rows)
     plot(rows, results / "detection.png")
     default_epochs = build_run_config(TASK, ADAPTERS[args.reference_adapter], []).train.epochs

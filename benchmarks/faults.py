@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, write_json  # noqa: E402
+from common import RESULTS, command_line, header, write_json  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 KILL_POINTS = ("step", "checkpoint", "eval", "final_save")
@@ -333,7 +333,7 @@ def main() -> int:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--work", type=Path, help="keep the run folders here (default: a temporary folder)")
     args = ap.parse_args()
-    command = "python benchmarks/faults.py" + "".join(f" {a}" for a in sys.argv[1:])
+    command = command_line("faults.py")
     rng, tick, results = random.Random(args.seed), time.perf_counter(), []
     with tempfile.TemporaryDirectory(prefix="mmsft-faults-") as tmp:
         base = args.work or Path(tmp)

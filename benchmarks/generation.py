@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, write_json  # noqa: E402
+from common import RESULTS, command_line, header, write_json  # noqa: E402
 
 TASKS = ["translation_en_de", "customer_service_reply"]
 MODELS = ["smollm2-135m", "gemma3-270m"]
@@ -245,7 +245,7 @@ def main() -> None:
                 rows.append(json.loads(path.read_text()))
     rows.sort(key=lambda r: (TASKS.index(r["task"]), MODELS.index(r["model"]), r["stage"] != "zero_shot"))
     write_json(out / "generation.json", [{k: v for k, v in r.items() if k != "examples"} for r in rows])
-    command = "python benchmarks/generation.py " + " ".join(sys.argv[1:])
+    command = command_line("generation.py")
     (out / "generation.md").write_text(render(rows, command.strip(), args.quick))
     print((out / "generation.md").resolve())
 

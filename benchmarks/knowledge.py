@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, write_json  # noqa: E402
+from common import RESULTS, command_line, header, write_json  # noqa: E402
 
 THREAD = ["train.threads=1", "train.device=cpu"]
 MODULES = ["retrieved_segments", "knowledge_adapter", "entity_memory"]
@@ -353,7 +353,7 @@ def main() -> None:
     rows, costs = summarise(runs), staged_costs(args.tasks, args.quick, stages, args.fresh)
     replies = [] if args.no_reply else reply_rows(stages, args.quick, work, args.fresh)[0]
     out = args.out or (work if args.quick else RESULTS)
-    command = " ".join(["python", "benchmarks/knowledge.py", *sys.argv[1:]])
+    command = command_line("knowledge.py")
     (out / "knowledge.md").parent.mkdir(parents=True, exist_ok=True)
     (out / "knowledge.md").write_text(markdown(rows, runs, costs, replies, command, time.perf_counter() - start, args.quick,
                                                carried_over(stages)))

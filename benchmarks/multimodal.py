@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, measured, train_in_subprocess, write_json  # noqa: E402
+from common import RESULTS, command_line, header, measured, train_in_subprocess, write_json  # noqa: E402
 
 FUSIONS = ["late_concat", "gated", "cross_attention"]
 SETUPS = {  # (task, setup) -> overrides
@@ -168,7 +168,7 @@ def main() -> None:
     rows = summarise(runs)
     write_json(out / "multimodal.json", {"rows": rows, "runs": runs})
     plot(rows, out / "multimodal.png")
-    (out / "multimodal.md").write_text(render(rows, runs, ("python benchmarks/multimodal.py " + " ".join(sys.argv[1:])).strip(), args.quick))
+    (out / "multimodal.md").write_text(render(rows, runs, command_line("multimodal.py"), args.quick))
     print(f"wrote {out / 'multimodal.md'}")
 
 

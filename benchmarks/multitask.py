@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, measured, train_in_subprocess, write_json  # noqa: E402
+from common import RESULTS, command_line, header, measured, train_in_subprocess, write_json  # noqa: E402
 
 MEMBERS = ["finance_sentiment", "banking77_intent", "medical_abstracts"]
 MULTI = "multitask_text"
@@ -90,7 +90,7 @@ def main() -> None:
     sep_params = sum(s["stored_params"] for s in separate.values())
     full_params = 3 * backbone_params()
     sep_seconds = sum(s["train_seconds"] for s in separate.values())
-    lines = header("Multi-task: three tasks on one backbone vs three separate runs", ("python benchmarks/multitask.py " + " ".join(sys.argv[1:])).strip())
+    lines = header("Multi-task: three tasks on one backbone vs three separate runs", command_line("multitask.py"))
     if args.quick:
         lines += ["**QUICK SMOKE RUN**: the figures mean nothing.", ""]
     multi_cmd = f"mmsft train {MULTI}" + (f" --adapter {multi_preset}" if multi_preset else "")

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, measured  # noqa: E402
+from common import RESULTS, command_line, header, measured  # noqa: E402
 
 from mmsft.atomic import write_json, write_text  # noqa: E402  (common put this checkout first on sys.path)
 
@@ -132,7 +132,7 @@ def main() -> None:
     work = args.work or PROJECT / "runs" / ("bench-quality-quick" if args.quick else "bench-quality")
     out = work if args.quick else RESULTS
     json_path = out / "quality.json"
-    command = ("python benchmarks/quality.py " + " ".join(sys.argv[1:])).strip()
+    command = command_line("quality.py")
     lock = threading.Lock()
 
     def rows_on_disk() -> list[dict]:

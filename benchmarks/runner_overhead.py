@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, measured, write_json  # noqa: E402
+from common import RESULTS, command_line, header, measured, write_json  # noqa: E402
 from detection import ADAPTERS, TASK, reference_epoch, reference_parts  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def main() -> None:
               "ratio_std": round(statistics.stdev(ratios), 4) if len(ratios) > 1 else 0.0,
               "reference_system_malloc": {"images_per_second": round(system_speed, 3), "page_faults_per_step": round(system_faults)},
               "page_faults_per_step_kept": round(kept_faults), **stamp}
-    command = ("python benchmarks/runner_overhead.py " + " ".join(sys.argv[1:])).strip()
+    command = command_line("runner_overhead.py")
     lines = header("Runner overhead: mmsft's Runner vs a bare training loop, same process", command)
     lines += [f"`{TASK}` / `{ADAPTERS[args.adapter]}`, {result['images']} train images per epoch, batch {t.batch_size}, "
               f"{args.threads} thread(s); warm-up epoch of each not counted; pairs alternate their order.", "",

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, measured, write_json  # noqa: E402
+from common import RESULTS, command_line, header, measured, write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # (task, adapter, steps scale, overrides): the rows
@@ -154,7 +154,7 @@ def main() -> None:
     result = {"peak": peak, "rows": rows, "load": f"1-minute load average {start['load_before']} at the start ({start['measured_at']})"}
     write_json(RESULTS / "throughput.json", result)
     plot(rows, RESULTS / "throughput.png")
-    (RESULTS / "throughput.md").write_text(render(result, "OMP_NUM_THREADS=%d python benchmarks/throughput.py %s" % (threads, " ".join(sys.argv[1:]))))
+    (RESULTS / "throughput.md").write_text(render(result, f"OMP_NUM_THREADS={threads} " + command_line("throughput.py")))
     print((RESULTS / "throughput.md").read_text())
 
 

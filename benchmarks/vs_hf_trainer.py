@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, header, write_json  # noqa: E402
+from common import RESULTS, command_line, header, write_json  # noqa: E402
 
 
 PRECISIONS = {"fp32": "no", "bf16": "bf16"}  # row label -> train.mixed_precision
@@ -142,7 +142,7 @@ def main() -> None:
                "hf_trainer": first["runs"]["hf_trainer"][0], "mmsft": first["runs"]["mmsft"][0], "ratio": first["ratio"],
                "settings": first["settings"], "runs": {f"{r['adapter']}/{r['precision']}": r["runs"] for r in rows}}
     write_json(RESULTS / "vs_hf_trainer.json", results)
-    command = "python benchmarks/vs_hf_trainer.py " + " ".join(sys.argv[1:])
+    command = command_line("vs_hf_trainer.py")
     st = first["settings"]
     lines = header("mmsft runner vs Hugging Face Trainer", command.strip()) + [
         f"Same model ({st['backbone']} + adapter + mean-pooled head), same tokenized data, same hyperparameters "
