@@ -18,7 +18,8 @@ the classifier (books -> dvd, LoRA lr 1e-3: domain loss 0.2 -> 7 at weight 0.1, 
 classifier; the task falls to chance).  ``confusion`` (Tzeng et al. 2015's domain confusion) gives the
 backbone, with weight ``lambda_p``, the cross-entropy of the classifier's prediction against the uniform
 distribution: bounded, and its gradient vanishes once the classifier cannot tell the domains apart.  The
-classifier trains on the same features detached, as under ``reversal``.
+classifier trains on the same features detached, as under ``reversal``.  Measured at weight 0.1 (LoRA, one
+seed): stable over 4 epochs, books -> dvd +0.00 and kitchen -> books +6.15 over source_only.
 
 Why the classifier is not part of the model: the kind's heads are the task's outputs (saved, scored,
 loaded by ``mmsft eval``), and the domain classifier is training machinery only.  So the objective
