@@ -59,7 +59,7 @@ class DannOptions:
     head: Optional[str] = None  # the head whose pooled input is aligned; default: the task's one head
     # the reversal weight's ceiling (lambda at p = 1).  Ganin's 1.0 wrecks a LoRA fine-tune at lr 1e-3 (books -> dvd:
     # source validation at chance from the first epoch, test 0.508); 0.1 trains the first epoch (validation 0.82-0.88) but
-    # a 4-epoch run still fell to chance in its second (early stopping keeps epoch 1): the game is not stable yet
+    # a 4-epoch run still fell to chance in its second (early stopping keeps epoch 1); adversary confusion is the stable game
     weight: float = 0.1
     schedule: Literal["ganin", "linear", "constant"] = "ganin"
     adversary: Literal["reversal", "confusion"] = "reversal"  # see the module docstring
