@@ -37,10 +37,12 @@ def check_stack(specs: dict) -> None:
 def apply_adapters(model, specs: dict) -> None:
     """Apply every adapter in order, then set ``requires_grad`` to the union of what they train."""
     check_stack(specs)
-    trained = {}
+    trained, owned = {}, {}  # owned: task -> ids of what its task-specific adapters added
     for name, spec in specs.items():
         for param in ADAPTERS.get(spec.method).apply(_target(model, spec, name), spec.options, name):
             trained[id(param)] = param
+            if spec.task is not None:
+                owned.setdefault(spec.task, set()).add(id(param))
     for target in _targets(model).values():
         for param in target.parameters():
             param.requires_grad_(id(param) in trained)
@@ -52,13 +54,15 @@ def apply_adapters(model, specs: dict) -> None:
     for name, target in _targets(model).items():
         if not any(p.requires_grad for p in target.parameters()):
             model.keep_eval(name)  # deterministic features: no dropout, frozen BN statistics
-    model.set_adapter_router(task_router(model, specs))
+    names = {id(p): n for n, p in model.named_parameters()} if owned else {}
+    model.set_adapter_router(task_router(model, specs, {t: sorted(names[i] for i in ids) for t, ids in owned.items()}))
     model.attach()  # modules onto the (possibly wrapped) blocks
 
 
-def task_router(model, specs: dict):
+def task_router(model, specs: dict, owned: dict[str, list[str]]):
     """``route(task)`` for a stack with task-specific adapters (``task: NAME``): on each target, the shared
-    adapters plus those of ``task`` are active (the shared ones alone for None); None when no adapter has a task."""
+    adapters plus those of ``task`` are active (the shared ones alone for None); None when no adapter has a task.
+    ``route.owned``: task -> names of the parameters its own adapters added (per-task early stopping restores them)."""
     if not any(s.task is not None for s in specs.values()):
         return None
     plan = {}  # (target, method) -> [(adapter name, task)]
@@ -71,10 +75,7 @@ def task_router(model, specs: dict):
             method_ = ADAPTERS.get(method)
             if method_.switchable:
                 method_.activate(_targets(model)[target], active)
-    route.owned = {}  # task -> the adapters that serve it alone (per-task early stopping restores them with its head)
-    for name, spec in specs.items():
-        if spec.task is not None:
-            route.owned.setdefault(spec.task, []).append(name)
+    route.owned = owned
     return route
 
 

@@ -12,7 +12,6 @@ the mean of the members' metrics or on any one of them (``train.early_stopping.m
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -90,13 +89,14 @@ class PerTaskStopping(Callback):
         self.objective, self.best, self.bad, self.weights = objective, {}, {}, {}
 
     @staticmethod
-    def owned(model, task: str) -> dict[str, torch.nn.Parameter]:
-        """``head.<key>`` and ``adapter.<parameter name>`` -> the parameters only ``task`` uses."""
+    def owned(model, task: str) -> dict[str, torch.Tensor]:
+        """``head.<key>`` and ``adapter.<parameter name>`` -> what only ``task`` uses (its task-specific adapters'
+        parameters as the adapter stack recorded them when applying them)."""
         out = {f"head.{k}": v for k, v in model.heads[task].state_dict(keep_vars=True).items()}
-        names = getattr(model.adapter_router, "owned", {}).get(task, [])
+        names = getattr(model.adapter_router, "owned", {}).get(task, ())
         if names:
-            pattern = re.compile(r"\.lora_\w+\.(" + "|".join(map(re.escape, names)) + r")(\.|$)")
-            out.update({f"adapter.{n}": p for n, p in model.backbone.named_parameters() if pattern.search(n)})
+            params = dict(model.named_parameters())
+            out.update({f"adapter.{n}": params[n] for n in names})
         return out
 
     def on_evaluate(self, runner, state, metrics: dict) -> None:
