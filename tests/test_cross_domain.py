@@ -266,7 +266,8 @@ def test_gradient_reversal_flips_the_domain_gradient_into_the_backbone(toy_task,
     from mmsft.spec import build_run_config
 
     texts = write_texts(tmp_path / "target.jsonl", [f"kettle lid handle {i}" for i in range(8)])
-    objective_spec = json.dumps({"name": "dann", "target_texts": str(texts), "schedule": "constant", "weight": 0.5, "dropout": 0.0})
+    objective_spec = json.dumps({"name": "dann", "target_texts": str(texts), "schedule": "constant", "weight": 0.5, "dropout": 0.0,
+                                 "adversary": "reversal"})
     session = build_session(build_run_config(str(toy_task), "full", [f"objective={objective_spec}", "model.heads.classification.dropout=0.0"]))
     model = session.model.eval()  # no dropout: the two passes below see the same function
     dann = Dann(Dann.Options(**{k: v for k, v in json.loads(objective_spec).items() if k != "name"}))
@@ -411,8 +412,9 @@ def test_a_later_train_key_at_its_default_keeps_committed_cells_current(domains,
     task = str(domains["a"])
     plain = build_run_config(task, "lora", ["train.seed=43"])
     assert plain.train.init_seed is None
-    key = _result_key(plain, "source_only", None)
-    assert _result_key(build_run_config(task, "lora", ["train.seed=43", "train.init_seed=42"]), "source_only", None) != key
+    out = Path("/nonexistent/work")
+    key = _result_key(plain, "source_only", None, out)
+    assert _result_key(build_run_config(task, "lora", ["train.seed=43", "train.init_seed=42"]), "source_only", None, out) != key
     real = mmsft.config.to_dict
 
     def before_the_field(obj):  # to_dict recurses through itself: only the whole config loses the field
@@ -421,7 +423,22 @@ def test_a_later_train_key_at_its_default_keeps_committed_cells_current(domains,
             del data["train"]["init_seed"]
         return data
     monkeypatch.setattr(mmsft.config, "to_dict", before_the_field)
-    assert _result_key(plain, "source_only", None) == key
+    assert _result_key(plain, "source_only", None, out) == key
+
+
+def test_a_cells_key_does_not_depend_on_where_its_work_folder_lies(domains, tmp_path):
+    """A dann cell's config names its target texts by path inside the work folder; the key counts that path
+    relative to the folder (the file's name carries its content digest), so a moved work folder, or a committed
+    report seeding another machine's, keeps its cells; another texts file is another key."""
+    from mmsft.crossdomain.cells import _result_key
+    from mmsft.spec import build_run_config
+
+    def key(out: Path, name: str = "reviews-0123abcd.jsonl") -> str:
+        spec = json.dumps({"name": "dann", "target_texts": str(out / "texts" / name)})
+        return _result_key(build_run_config(str(domains["a"]), "lora", [f"objective={spec}"]), "dann", None, out)
+
+    assert key(tmp_path / "here") == key(tmp_path / "elsewhere" / "deeper")
+    assert key(tmp_path / "here") != key(tmp_path / "here", "reviews-4567cdef.jsonl")
 
 
 def test_plan_is_seed_major_with_the_methods_of_a_pair_side_by_side(domains):

@@ -42,7 +42,10 @@ def digest(data) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _result_key(cfg, method: str, stage_key: Optional[dict]) -> str:
+def _result_key(cfg, method: str, stage_key: Optional[dict], out: Path) -> str:
+    """The digest of what the trained model depends on.  Paths inside the work folder (the target texts,
+    a stage's backbone) count relative to it: their names carry their content's digest, so a work folder
+    moved or rebuilt elsewhere (a committed report seeding another machine's) keeps its cells current."""
     from ..config import to_dict
 
     data = to_dict(cfg)
@@ -53,7 +56,8 @@ def _result_key(cfg, method: str, stage_key: Optional[dict]) -> str:
     for key, default in LATER_TRAIN_DEFAULTS.items():
         if data["train"].get(key, default) == default:
             data["train"].pop(key, None)
-    return digest({"config": data, "method": method, "stage": stage_key})
+    text = json.dumps({"config": data, "method": method, "stage": stage_key}, sort_keys=True, default=str)
+    return digest(json.loads(text.replace(str(out.resolve()), "$OUT").replace(str(out), "$OUT")))
 
 
 def prepare_cell(cell: Cell, rt: Runtime):
@@ -69,7 +73,7 @@ def prepare_cell(cell: Cell, rt: Runtime):
         seed_part = f"seed{cell.seed}" if stage_key.get("seed") == cell.seed else "shared"
         ctx.stage_dir = rt.out / "stages" / cell.method / method.stage_name(ctx) / f"{seed_part}-{digest(stage_key)}"
     cfg = _config(rt.specs[cell.source], cell.adapter, [*base, *method.overrides(ctx)])
-    return cfg, ctx, method, _result_key(cfg, cell.method, stage_key)
+    return cfg, ctx, method, _result_key(cfg, cell.method, stage_key, rt.out)
 
 
 def _score_key(task: str, cell: Cell, rt: Runtime) -> tuple[str, object]:
