@@ -441,7 +441,7 @@ def test_a_planted_pickle_is_never_unpickled_on_resume(tmp_path, monkeypatch, ca
 
 
 # -- end to end through the runner --------------------------------------------------------------------
-def _runner(run_dir, callbacks=()):
+def _runner(run_dir, callbacks=(), **settings):
     from mmsft.spec import TrainSpec
     from mmsft.training.runner import Runner
 
@@ -463,8 +463,17 @@ def _runner(run_dir, callbacks=()):
         return {"accuracy": -loss}
 
     spec = TrainSpec(epochs=2, batch_size=4, lr=1e-2, save_every_steps=2, keep_checkpoints=2, device="cpu",
-                     log_every_steps=1, eval_every_steps=3, warmup_ratio=0.1)
+                     log_every_steps=1, eval_every_steps=3, warmup_ratio=0.1, **settings)
     return Runner(spec, model, dataset, collate, [1] * 40, evaluate, run_dir, callbacks=callbacks)
+
+
+def test_runner_draws_cpu_dropout_masks_its_own_way_unless_told_torch(tmp_path):
+    """On a CPU the runner gives the model's dropouts mmsft's cheaper mask (the resume test below then covers its
+    exactness); ``train.cpu_dropout: torch`` keeps nn.Dropout's."""
+    from mmsft.models.dropout import CpuDropout
+
+    assert type(_runner(tmp_path / "fast").model.drop) is CpuDropout
+    assert type(_runner(tmp_path / "torch", cpu_dropout="torch").model.drop) is torch.nn.Dropout
 
 
 def test_runner_resumes_bit_exactly_past_a_torn_checkpoint_and_a_planted_pickle(tmp_path, capsys):

@@ -1,0 +1,56 @@
+"""mmsft.models.dropout: nn.Dropout's maths with a cheaper CPU mask, and the runner's switch to it."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mmsft.models.dropout import CpuDropout, dropout, keep_mask, use_cpu_dropout
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.5])
+def test_mask_drops_p_of_the_entries_and_keeps_the_expectation(p):
+    torch.manual_seed(0)
+    x = torch.ones(500, 400)
+    out = dropout(x, p)
+    assert abs((out == 0).float().mean().item() - p) < 0.005
+    assert abs(out.mean().item() - 1.0) < 0.01
+    assert torch.allclose(out[out != 0], torch.tensor(65536 / (65536 - round(65536 * p))))
+
+
+def test_mask_is_one_byte_per_element_and_seeded():
+    torch.manual_seed(1)
+    keep, _ = keep_mask((3, 7, 5), 0.3, torch.device("cpu"))
+    assert keep.dtype == torch.uint8 and keep.shape == (3, 7, 5) and set(keep.unique().tolist()) <= {0, 1}
+    torch.manual_seed(1)
+    assert keep_mask((3, 7, 5), 0.3, torch.device("cpu"))[0].equal(keep)  # the global generator, as nn.Dropout
+
+
+def test_gradient_is_the_mask_times_the_scale():
+    x = torch.randn(64, 33, dtype=torch.double, requires_grad=True)
+    torch.manual_seed(2)
+    out = dropout(x, 0.2)
+    out.backward(torch.ones_like(out))
+    kept = out.detach() != 0
+    scale = 65536 / (65536 - round(65536 * 0.2))
+    assert torch.equal(x.grad, kept.double() * scale)
+    assert torch.autograd.gradcheck(lambda t: (torch.manual_seed(3), dropout(t, 0.4))[1], (x[:4, :5].detach().clone().requires_grad_(),))
+
+
+def test_bf16_stays_bf16_and_eval_or_zero_rate_is_the_identity():
+    x = torch.randn(8, 16, dtype=torch.bfloat16)
+    assert dropout(x, 0.1).dtype == torch.bfloat16
+    assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0) is x
+    assert dropout(torch.ones(10), 1.0).eq(0).all()
+
+
+def test_use_cpu_dropout_swaps_plain_dropouts_only_and_keeps_state():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1), nn.Sequential(nn.Dropout(0.3), nn.Dropout1d(0.2)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert use_cpu_dropout(model) == 2 and use_cpu_dropout(model) == 0
+    assert type(model[1]) is CpuDropout and model[1].p == 0.1 and isinstance(model[2][0], nn.Dropout)
+    assert type(model[2][1]) is nn.Dropout1d  # channel dropout has other maths: left alone
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.eval()
+    x = torch.randn(2, 4)
+    assert torch.equal(model[1](x), x)
