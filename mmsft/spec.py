@@ -83,8 +83,8 @@ class TrainSpec:
     log_every_steps: int = 10
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     cpu_allocator: Literal["keep", "system", "release"] = "keep"  # keep: reuse freed memory (speed); release: RSS follows live tensors (see mmsft.training.cpu_memory)
-    # fast: on a CPU, dropout masks cut from 64-bit random words, one byte per element (mmsft.models.dropout: a
-    # MiniLM LoRA step 1.x faster); torch: nn.Dropout's bernoulli_ masks (what the committed reports before it ran)
+    # fast: on a CPU, dropout masks (hidden and attention) cut from 64-bit random words, one byte per element
+    # (mmsft.models.dropout, mmsft.models.attention); torch: nn.Dropout's and sdpa's bernoulli_ masks
     cpu_dropout: Literal["fast", "torch"] = "fast"
     cache_features: bool = True  # frozen deterministic backbone: encode once, train the heads
     gradient_checkpointing: bool = False  # recompute each block in backward: SmolLM2 LoRA 0.42x the memory, 1.4x the step

@@ -37,6 +37,7 @@ from ..errors import UserError
 from ..faults import point as fault_point
 from ..faults import watch_forwards
 from ..metrics import key_direction
+from ..models.attention import use_cpu_training_attention
 from ..models.dropout import use_cpu_dropout
 from .batching import to_device
 from .callbacks import Callback, build_callbacks
@@ -94,6 +95,7 @@ class Runner:
         self.allocator_tuned = self.accelerator.device.type == "cpu" and configure_allocator(spec.cpu_allocator)
         if self.accelerator.device.type == "cpu" and spec.cpu_dropout == "fast":
             use_cpu_dropout(model)  # same maths, a mask several times cheaper (mmsft.models.dropout)
+            use_cpu_training_attention(model)  # attention dropout with that mask (mmsft.models.attention)
         replicas, rank = self.accelerator.num_processes, self.accelerator.process_index
         self.sampler = self.objective.batch_sampler(spec, lengths, replicas, rank)
         if self.sampler is None:
