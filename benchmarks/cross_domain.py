@@ -1,7 +1,7 @@
 """Cross-domain sentiment transfer on MiniLM-L6: the 12 review pairs x {source_only, target_mlm, dann}
 with LoRA, source_only with frozen and full, and SST-2 (movies) -> the four review domains; 3 seeds.
 
-    python benchmarks/cross_domain.py [--jobs 2] [--seeds 3] [--work DIR] [--fresh] [--suites ...] [--quick] [--from-report JSON]
+    python benchmarks/cross_domain.py [--jobs 2] [--seeds 3] [--work DIR] [--fresh] [--suites ...] [--quick] [--from-report JSON] [--report-only]
 
 One plan over all suites (a cell two suites share, e.g. a LoRA source_only model, is trained once and
 scored on every target either needs), run through ``mmsft.crossdomain`` exactly as ``mmsft bench
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="recompute every planned cell")
     ap.add_argument("--quick", action="store_true", help="smoke mode (48 train rows, 6 steps); results stay in the work folder")
     ap.add_argument("--from-report", type=Path, metavar="JSON", help="seed the work folder's missing cells from a committed matrix JSON")
+    ap.add_argument("--report-only", action="store_true", help="train nothing: write the matrix from the cells already finished")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="method options (dann.weight=0.5) or task overrides for every cell")
     args = ap.parse_args()
 
@@ -81,12 +82,16 @@ def main() -> None:
     lines += [f"- Suites: {', '.join(args.suites)}; {len(plan.cells)} cells ({args.seeds} seeds), one torch thread per cell, "
               f"{args.jobs} cell(s) at once" + ("; **quick smoke mode: numbers mean nothing**" if args.quick else ""),
               *([f"- Carried over: {carried} finished cells seeded from `{args.from_report}` (their `measured_at` says when each ran)"] if carried else []),
+              *(["- Report only (`--report-only`): written from the cells finished in the work folder, nothing trained by this "
+                 "command; each row's seeds say what it holds, a missing row was not run yet"] if args.report_only else []),
               ""]
 
     def update(records: list[dict]) -> dict:
         return write_matrix(records, stem, plan.targets, METHODS, ADAPTERS, lines, {"command": command.strip()}, footer=target_lines)
 
-    update(execute(plan, work, args.fresh, update))
+    if args.report_only and args.fresh:
+        ap.error("--report-only writes what is finished; --fresh would recompute it")
+    update(execute(plan, work, args.fresh, update, run=not args.report_only))
     print(f"matrix: {stem.with_suffix('.md')}")
 
 

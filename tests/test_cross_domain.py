@@ -137,6 +137,9 @@ def test_matrix_rows_gap_and_resume(domains, isolated, monkeypatch):
     late = isolated / "late.json"
     late.write_text(json.dumps({"cells": [c for c in on_disk["cells"] if c["cell"]["seed"] == 43]}))
     assert seed_cells(late, isolated / "partial") == 2
+    # report only: the finished cells, nothing trained
+    finished = execute(make_plan(_bench(tasks=[a, b], seeds=2)), isolated / "partial", run=False)
+    assert [r["cell"]["seed"] for r in finished] == [43, 43] and counter.calls == []
     updates = []
     execute(make_plan(_bench(tasks=[a, b], seeds=2)), isolated / "partial",
             on_update=lambda records: updates.append((len(counter.calls), [r["cell"]["seed"] for r in records])))

@@ -32,9 +32,11 @@ def _forget(plan: Plan, rt: Runtime) -> None:
             remove_tree(ctx.stage_dir)
 
 
-def execute(plan: Plan, out: Path, fresh: bool = False, on_update: Optional[Callable[[list[dict]], None]] = None) -> list[dict]:
+def execute(plan: Plan, out: Path, fresh: bool = False, on_update: Optional[Callable[[list[dict]], None]] = None,
+            run: bool = True) -> list[dict]:
     """Run (or reuse) every cell of ``plan`` under ``out``; returns their records.  ``on_update(records)``
-    is called after each finished cell (the caller rewrites the matrix there)."""
+    is called after each finished cell (the caller rewrites the matrix there).  ``run=False``: train
+    nothing, return the cells already finished and current (the report of a partial run)."""
     out.mkdir(parents=True, exist_ok=True)
     rt = Runtime(plan.bench, out, plan.shared, plan.specs, {})
     if fresh:
@@ -61,6 +63,9 @@ def execute(plan: Plan, out: Path, fresh: bool = False, on_update: Optional[Call
             todo.append(cell)
         else:
             finished(cell, record)
+    if not run:
+        progress.close()
+        return records
     try:
         if plan.bench.jobs == 1:
             for cell in todo:

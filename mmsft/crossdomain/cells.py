@@ -21,10 +21,11 @@ from .config import BenchConfig
 from .plan import Cell, _config, cell_overrides
 
 MACHINE_KEYS = ("output_dir",)  # config entries that do not change the result
-MACHINE_TRAIN_KEYS = ("threads", "device", "cpu_allocator")
+# how the machine runs a cell, not what it trains (cpu_dropout: how dropout masks are drawn, the same distribution)
+MACHINE_TRAIN_KEYS = ("threads", "device", "cpu_allocator", "cpu_dropout")
 # train keys added after cells were first computed: at this default they change nothing, so they stay out of the
 # key and cells computed before them (committed in a report) stay current
-LATER_TRAIN_DEFAULTS = {"init_seed": None}
+LATER_TRAIN_DEFAULTS = {"init_seed": None, "pad_to_multiple_of": 1}
 
 
 @dataclass

@@ -36,6 +36,7 @@ class TaskKind:
     tower_families: dict[str, str] = {}  # towers the kind takes (``model.towers``): name -> family
     head_types: tuple[str, ...] = ()  # HEADS entries that fit this kind (the first is the default)
     writes_files = False  # True: ``predict`` also gets ``out_dir`` and writes files there (annotated images)
+    pads_to_multiple = False  # True: the kind's collate honours ``train.pad_to_multiple_of``
 
     # -- configuration ---------------------------------------------------------------------------
     def parse_data(self, raw: Any) -> Any:

@@ -16,6 +16,7 @@ from .data import KIND, TextClassificationData, load_splits
 @register_kind
 class TextClassification(TaskKind):
     name = KIND
+    pads_to_multiple = True
     DataSpec = TextClassificationData
     backbone_family = "text"
     head_types = ("classification",)
@@ -69,7 +70,8 @@ class TextClassification(TaskKind):
             enc.set_format("torch")
             splits[name] = enc
             lengths[name] = [len(x) for x in enc.with_format(None)["input_ids"]]
-        pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        multiple = cfg.train.pad_to_multiple_of
+        pad = DataCollatorWithPadding(tokenizer, return_tensors="pt", pad_to_multiple_of=multiple if multiple > 1 else None)
         if know:
             pad = kn.KnowledgeCollate(pad, know, "entity_links" in kn.active_inputs(cfg))
         groups = {"class": list(data["train"]["label"])}  # for train.sampler: class_balanced

@@ -1,4 +1,4 @@
-"""mmsft.models.dropout: nn.Dropout's maths with a cheaper CPU mask, and the runner's switch to it."""
+"""CPU training: mmsft.models.dropout (nn.Dropout's maths with a cheaper mask) and train.pad_to_multiple_of."""
 from __future__ import annotations
 
 import pytest
@@ -54,3 +54,23 @@ def test_use_cpu_dropout_swaps_plain_dropouts_only_and_keeps_state():
     model.eval()
     x = torch.randn(2, 4)
     assert torch.equal(model[1](x), x)
+
+
+def test_pad_to_multiple_of_pads_text_batches_and_is_refused_elsewhere():
+    """``train.pad_to_multiple_of`` pads a text-classification batch up to the multiple (masked out); a kind
+    that pads its own way refuses it before anything is built."""
+    from mmsft.errors import UserError
+    from mmsft.pipeline import build_session
+    from mmsft.spec import build_run_config
+
+    cfg = build_run_config("finance_sentiment", "frozen", ["train.pad_to_multiple_of=16"])
+    prepared = build_session(cfg).prepared
+    rows = [prepared.splits["train"][i] for i in range(5)]
+    batch = prepared.collate(rows)
+    longest = max(len(r["input_ids"]) for r in rows)
+    assert batch["input_ids"].shape[1] == -(-longest // 16) * 16
+    assert int(batch["attention_mask"].sum()) == sum(len(r["input_ids"]) for r in rows)
+    with pytest.raises(UserError, match="pads its batches its own way"):
+        build_run_config("translation_en_de", "lora", ["train.pad_to_multiple_of=8"])
+    with pytest.raises(UserError, match="pad_to_multiple_of must be >= 1"):
+        build_run_config("finance_sentiment", "lora", ["train.pad_to_multiple_of=0"])
