@@ -25,8 +25,10 @@ HERE = Path(__file__).resolve().parent
 # (task, adapter, steps scale, overrides): the rows
 # rows with no precision override train as ``train.mixed_precision: auto`` picks; where that is bf16, the fp32 rows
 # beside them measure what bf16 buys; the ``release`` rows measure training memory with live tensors, not the heap
-FP32, RELEASE = "train.mixed_precision=no", "train.cpu_allocator=release"
+# the torch_dropout rows: nn.Dropout's and sdpa's bernoulli_ masks instead of mmsft's (what the default buys)
+FP32, RELEASE, TORCH_DROPOUT = "train.mixed_precision=no", "train.cpu_allocator=release", "train.cpu_dropout=torch"
 ROWS = [("finance_sentiment", "full", 1.0, []), ("finance_sentiment", "lora", 1.0, []), ("finance_sentiment", "frozen_top2", 1.0, []),
+        ("finance_sentiment", "full", 1.0, [TORCH_DROPOUT]), ("finance_sentiment", "lora", 1.0, [TORCH_DROPOUT]),
         ("finance_sentiment", "full", 1.0, [FP32]), ("finance_sentiment", "lora", 1.0, [FP32]),
         ("finance_sentiment", "full", 1.0, [RELEASE]), ("finance_sentiment", "lora", 1.0, [RELEASE]),
         ("translation_en_de", "lora", 0.3, ["train.batch_size=16"]),
