@@ -25,8 +25,9 @@ HOW_TO_READ = """\
   of the target's own ceiling the model loses by having trained elsewhere. Lower is better.
 - **Adaptation methods** see the target only through its unlabelled *training* texts (never a label,
   never its test split): `target_mlm` continues the backbone's masked-LM training on source + target
-  texts before the fine-tune; `dann` trains a domain classifier behind a gradient-reversal layer with
-  the task. *Gain* is accuracy minus `source_only`'s on the same pair, paired by seed; a gain *pays*
+  texts before the fine-tune; `dann` trains a domain classifier on the pooled features with the task
+  while the backbone is pushed to confuse it (`dann.adversary`: confusion, the default, or Ganin's
+  gradient reversal). *Gain* is accuracy minus `source_only`'s on the same pair, paired by seed; a gain *pays*
   when it exceeds twice its standard error over seeds.
 """
 
