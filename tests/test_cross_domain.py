@@ -455,3 +455,22 @@ def test_plan_is_seed_major_with_the_methods_of_a_pair_side_by_side(domains):
                 ("target_mlm", "toy_books", "toy_kitchen"), ("dann", "toy_books", "toy_kitchen"),
                 ("target_mlm", "toy_kitchen", "toy_books"), ("dann", "toy_kitchen", "toy_books")]
     assert order == [(seed, *cell) for seed in (42, 43) for cell in one_seed]
+
+
+def test_best_method_per_pair_is_paired_by_seed():
+    """A method run on fewer seeds than the baseline is compared on the seeds both have: dann's one seed beats
+    source_only's same seed, though source_only's two-seed mean is higher than dann's one."""
+    from mmsft.crossdomain.matrix import best_per_pair
+
+    def row(method, per_seed):
+        seeds = sorted(per_seed)
+        return {"adapter": "lora", "source": "a", "target": "b", "method": method, "in_domain": False, "seeds": seeds,
+                "accuracy_per_seed": [per_seed[s] for s in seeds], "accuracy_mean": sum(per_seed.values()) / len(per_seed),
+                "gain_std": 0.0}
+
+    rows = [row("source_only", {42: 0.80, 43: 0.90}), row("dann", {42: 0.82}), row("target_mlm", {42: 0.79, 43: 0.88})]
+    (best,) = best_per_pair(rows)
+    assert best["best_method"] == "dann" and best["seeds"] == [42]
+    assert best["best_accuracy"] == 0.82 and best["source_only_accuracy"] == 0.80 and best["gain"] == pytest.approx(0.02)
+    (best,) = best_per_pair([rows[0], rows[2]])  # nothing beats the baseline: it is the best, gain 0, all its seeds
+    assert best["best_method"] == "source_only" and best["gain"] == 0.0 and best["source_only_accuracy"] == 0.85

@@ -88,11 +88,11 @@ def render(data: dict, header: list[str], targets: list[str]) -> str:
                      f"{_pct(s['accuracy_std_over_seeds'])} | {_pct(s['transfer_gap_mean'], True)} | "
                      f"{_pct(s.get('gain_over_source_only'), True)} | {_pct(s.get('gain_std_over_seeds'))} | {s.get('verdict', '')} |")
     if data["best"]:
-        lines += ["", "## Best method per pair", "", "| adapter | source → target | source_only | best method | best | gain (points) |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "## Best method per pair", "", "Both accuracies on the seeds the best method and source_only share; gain paired by seed.",
+                  "", "| adapter | source → target | source_only | best method | best | gain (points) | seeds |", "|---|---|---|---|---|---|---|"]
         for b in data["best"]:
             lines.append(f"| {b['adapter']} | {b['source']} → {b['target']} | {_pct(b['source_only_accuracy'])} | {b['best_method']} | "
-                         f"{_pct(b['best_accuracy'])} | {_pct(b['gain'], True)} |")
+                         f"{_pct(b['best_accuracy'])} | {_pct(b['gain'], True)} | {', '.join(map(str, b.get('seeds', [])))} |")
     lines += ["", "## Matrices", "", *_matrix_tables(data["rows"], targets),
               "Every row of these tables is in the JSON file next to this one (`rows`: source, target, method, adapter, "
               "accuracy_mean, accuracy_std, seeds, per-seed accuracies, macro-F1, transfer_gap, gain).", ""]
