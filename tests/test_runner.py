@@ -1,5 +1,6 @@
 """The runner: exact resume, feature caching, early stopping, batching, optimizer groups, schedules."""
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -212,3 +213,32 @@ def test_cpu_allocator_release_hands_freed_memory_back():
     keep, release = (_allocator_child(RSS_AFTER_FREE, mode) for mode in ("keep", "release"))
     assert keep > 400  # the kept heap holds what the blocks took
     assert release < 40  # released: resident memory follows the (empty) live set
+
+
+KERNEL_CACHE_GROWTH = """
+import os, sys, torch
+from mmsft.training.cpu_memory import cap_kernel_caches, configure_allocator
+cap_kernel_caches(sys.argv[1])
+configure_allocator("release")  # resident memory follows live blocks: what stays is the kernel caches
+torch.set_num_threads(1)
+def rss_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
+w = torch.randn(1536, 384, dtype=torch.bfloat16, requires_grad=True)
+torch.nn.functional.linear(torch.randn(8, 384, dtype=torch.bfloat16), w)
+base = rss_mb()
+for rows in range(320, 6720, 32):  # 200 sequence lengths of a 32-row batch, forward and backward
+    torch.nn.functional.linear(torch.randn(rows, 384, dtype=torch.bfloat16), w).sum().backward()
+    w.grad = None
+print(os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "-"), rss_mb() - base)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_kernel_caches_are_capped_so_new_shapes_do_not_pile_up():
+    """bf16 kernels over 200 shapes: with glibc's defaults for the caches (``system``) they keep hundreds of MB;
+    capped (``keep`` / ``release``) the growth is a fraction; a value the user exported is kept."""
+    system, capped = (_allocator_child(KERNEL_CACHE_GROWTH, mode) for mode in ("system", "keep"))
+    assert capped < system / 2 and system > 120
+    env = {**os.environ, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "7"}
+    out = subprocess.run([sys.executable, "-c", KERNEL_CACHE_GROWTH, "keep"], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split()[-2] == "7"

@@ -42,7 +42,7 @@ from ..models.dropout import use_cpu_dropout
 from .batching import to_device
 from .callbacks import Callback, build_callbacks
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, load_extra_tensors, save_checkpoint
-from .cpu_memory import configure_allocator
+from .cpu_memory import cap_kernel_caches, configure_allocator
 from .precision import resolve_precision
 from .objectives import Objective, Single
 from .optim import build_optimizer
@@ -91,6 +91,7 @@ class Runner:
         self.evaluate, self.run_dir = evaluate, Path(run_dir)
         self.objective = objective or Single()
         self.callbacks = [*build_callbacks(spec.callbacks, report_to=spec.report_to), *self.objective.callbacks(), *callbacks]
+        cap_kernel_caches(spec.cpu_allocator)  # before the first bf16 kernel: the precision probe in make_accelerator
         self.accelerator = accelerator or make_accelerator(spec)
         self.allocator_tuned = self.accelerator.device.type == "cpu" and configure_allocator(spec.cpu_allocator)
         if self.accelerator.device.type == "cpu" and spec.cpu_dropout == "fast":
