@@ -86,9 +86,8 @@ class TrainSpec:
     # fast: on a CPU, dropout masks (hidden and attention) cut from 64-bit random words, one byte per element
     # (mmsft.models.dropout, mmsft.models.attention); torch: nn.Dropout's and sdpa's bernoulli_ masks
     cpu_dropout: Literal["fast", "torch"] = "fast"
-    # text-classification batches padded up to a multiple of this length (1: to the longest row).  bf16 kernels on a CPU keep native
-    # memory per distinct sequence length (finance LoRA: RSS +10 MB a step over the first 80 steps, flat in fp32 and
-    # with 16): a larger multiple bounds it, for some padded compute
+    # text-classification batches padded up to a multiple of this length (1: to the longest row): fewer distinct
+    # shapes, so fewer kernels built (oneDNN on a CPU, tensor cores on a GPU like multiples of 8), for padded compute
     pad_to_multiple_of: int = 1
     cache_features: bool = True  # frozen deterministic backbone: encode once, train the heads
     gradient_checkpointing: bool = False  # recompute each block in backward: SmolLM2 LoRA 0.42x the memory, 1.4x the step
