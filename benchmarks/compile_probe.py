@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,18 +26,11 @@ from common import RESULTS, command_line, header, measured, write_json  # noqa: 
 def run_row(adapter: str, mode: str, count: int) -> dict:
     import torch
 
-    from mmsft.pipeline import build_session
-    from mmsft.spec import build_run_config
-    from mmsft.training.runner import Runner
-    from throughput_row import batches
+    from throughput_row import bare_runner, batches, load_session
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-    cfg = build_run_config("finance_sentiment", adapter, ["train.early_stopping.patience=0"])
-    session = build_session(cfg)
-    prepared = session.prepared
+    session = load_session("finance_sentiment", adapter)
     with tempfile.TemporaryDirectory(prefix="mmsft-compile-") as tmp:
-        runner = Runner(cfg.train, session.model, prepared.splits["train"], prepared.collate, prepared.lengths["train"],
-                        lambda model: {}, tmp)
+        runner = bare_runner(session, tmp)
         model = runner.model.train()
         step_model = torch.compile(model, dynamic=True) if mode == "compiled" else model
         data = list(batches(runner, count))

@@ -118,21 +118,31 @@ def profile_steps(runner, count: int) -> dict:
             "top_ops": [{"op": name, "share": round(own / wall, 4)} for own, name in top[:8]]}
 
 
-def main() -> None:
-    task, adapter, steps, *overrides = sys.argv[1:]
+def load_session(task: str, adapter: str, overrides=()):
+    """The task's session for a training probe: torch threads from OMP_NUM_THREADS, no early stopping."""
     from mmsft.pipeline import build_session
     from mmsft.spec import build_run_config
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    return build_session(build_run_config(task, adapter, ["train.early_stopping.patience=0", *overrides]))
+
+
+def bare_runner(session, run_dir, callbacks=()):
+    """mmsft's Runner on the session's train split, with no evaluation: what the probes time and watch."""
     from mmsft.training.runner import Runner
 
-    threads = int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
-    torch.set_num_threads(threads)
-    cfg = build_run_config(task, adapter, [f"train.max_steps={steps}", "train.early_stopping.patience=0", *overrides])
-    session = build_session(cfg)
-    prepared = session.prepared
+    p = session.prepared
+    return Runner(session.cfg.train, session.model, p.splits["train"], p.collate, p.lengths["train"], lambda model: {}, run_dir,
+                  callbacks=callbacks)
+
+
+def main() -> None:
+    task, adapter, steps, *overrides = sys.argv[1:]
+    session = load_session(task, adapter, [f"train.max_steps={steps}", *overrides])
+    cfg, threads = session.cfg, torch.get_num_threads()
     rss_after_load = rss_mb()[0]
     with tempfile.TemporaryDirectory(prefix="mmsft-throughput-") as tmp:
-        runner = Runner(cfg.train, session.model, prepared.splits["train"], prepared.collate, prepared.lengths["train"],
-                        lambda model: {}, tmp)
+        runner = bare_runner(session, tmp)
         result = runner.fit()
         peak_rss = rss_mb()[1]  # the training run's peak; counting and profiling below allocate more
         precision = runner.accelerator.mixed_precision

@@ -11,29 +11,19 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from pathlib import Path
 
-import torch
-
-
-def rss_mb() -> tuple[int, int]:
-    fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-    return int(fields["VmRSS"].split()[0]) // 1024, int(fields["VmHWM"].split()[0]) // 1024
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from throughput_row import bare_runner, load_session, rss_mb  # noqa: E402
 
 
 def main() -> None:
     if len(sys.argv) < 4:
         sys.exit(__doc__)
     task, adapter, steps, *overrides = sys.argv[1:]
-    from mmsft.pipeline import build_session
-    from mmsft.spec import build_run_config
     from mmsft.training.callbacks import Callback
-    from mmsft.training.runner import Runner
 
-    cfg = build_run_config(task, adapter, [f"train.max_steps={steps}", "train.early_stopping.patience=0", *overrides])
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    session = build_session(cfg)
-    prepared = session.prepared
+    session = load_session(task, adapter, [f"train.max_steps={steps}", *overrides])
     print("loaded: rss %d MB, peak %d MB" % rss_mb(), flush=True)
 
     class Probe(Callback):
@@ -41,8 +31,7 @@ def main() -> None:
             print("step %d: rss %d MB, peak %d MB" % (state.step, *rss_mb()), flush=True)
 
     with tempfile.TemporaryDirectory(prefix="mmsft-rss-") as tmp:
-        Runner(cfg.train, session.model, prepared.splits["train"], prepared.collate, prepared.lengths["train"],
-               lambda model: {}, tmp, callbacks=[Probe()]).fit()
+        bare_runner(session, tmp, callbacks=[Probe()]).fit()
     print("done: rss %d MB, peak %d MB" % rss_mb(), flush=True)
 
 

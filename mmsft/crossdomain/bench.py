@@ -64,13 +64,12 @@ def execute(plan: Plan, out: Path, fresh: bool = False, on_update: Optional[Call
         else:
             finished(cell, record)
     if not run:
-        progress.close()
-        return records
+        todo = []  # report only: the finished cells above are all there is
     try:
         if plan.bench.jobs == 1:
             for cell in todo:
                 finished(cell, run_cell(cell, rt))
-        else:
+        elif todo:
             _parallel(todo, plan.bench.jobs, rt, finished)
     finally:
         progress.close()

@@ -40,7 +40,11 @@ class Runtime:
 
 
 def digest(data) -> str:
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return _sha(json.dumps(data, sort_keys=True, default=str))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def _result_key(cfg, method: str, stage_key: Optional[dict], out: Path) -> str:
@@ -58,7 +62,7 @@ def _result_key(cfg, method: str, stage_key: Optional[dict], out: Path) -> str:
         if data["train"].get(key, default) == default:
             data["train"].pop(key, None)
     text = json.dumps({"config": data, "method": method, "stage": stage_key}, sort_keys=True, default=str)
-    return digest(json.loads(text.replace(str(out.resolve()), "$OUT").replace(str(out), "$OUT")))
+    return _sha(text.replace(str(out.resolve()), "$OUT").replace(str(out), "$OUT"))
 
 
 def prepare_cell(cell: Cell, rt: Runtime):

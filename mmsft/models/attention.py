@@ -13,6 +13,7 @@ fast``).  The name lives in memory only: a saved config does not carry it.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -24,6 +25,7 @@ NAME = "mmsft_cpu_train"
 _UNSUPPORTED = ("position_bias", "cache", "softcap", "s_aux", "sinks")
 
 
+@functools.cache
 def _sdpa():
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 

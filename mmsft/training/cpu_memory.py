@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # <malloc.h>
@@ -63,8 +64,6 @@ def release_freed_memory() -> bool:
 
 def cap_kernel_caches(mode: str) -> None:
     """Cap oneDNN's and ideep's kernel caches unless ``mode`` is ``system`` or the user set them already."""
-    import os
-
     if mode != "system":
         for name in KERNEL_CACHE_VARIABLES:
             os.environ.setdefault(name, KERNEL_CACHE_CAPACITY)
