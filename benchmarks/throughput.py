@@ -132,8 +132,29 @@ def render(result: dict, command: str) -> str:
         cats = ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["profile"]["categories"].items())
         ops = ", ".join(f"`{o['op']}` {100 * o['share']:.0f}%" for o in r["profile"]["top_ops"][:5])
         lines += [f"- **{r['task']} / {label(r)}**: {cats}. Top operators: {ops}."]
+    lines += memory_section(rows)
     lines += ["", "![throughput](throughput.png)", ""]
     return "\n".join(lines)
+
+
+def memory_section(rows: list[dict]) -> list[str]:
+    """Training memory counted in its parts on each row's longest batch: what autograd saves, gradients, AdamW moments."""
+    counted = [r for r in rows if r.get("memory") and r["memory"]["batch_shape"]]
+    if not counted:
+        return []
+    lines = ["", "## Where training memory goes (counted on the longest training batch)", "",
+             "MB that autograd keeps for backward after one forward of the batch of the longest samples (storages counted once), "
+             "beside the trainable state that full fine-tuning adds: gradients and AdamW's two moments.", "",
+             "| task | adapter | batch | saved for backward | of which attention | of which masks | gradients | optimizer state | total |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in counted:
+        m = r["memory"]
+        saved = sum(m["saved_mb"].values())
+        total = saved + m["gradients_mb"] + m["optimizer_state_mb"]
+        lines.append(f"| {r['task']} | {label(r)} | {m['batch_shape'][0]} x {m['batch_shape'][1]} | {saved:.0f} | "
+                     f"{m['saved_mb'].get('attention scores and probabilities', 0):.0f} | {m['saved_mb'].get('dropout and attention masks', 0):.0f} | "
+                     f"{m['gradients_mb']:.0f} | {m['optimizer_state_mb']:.0f} | {total:.0f} |")
+    return lines
 
 
 def main() -> None:

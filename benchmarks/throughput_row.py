@@ -118,6 +118,53 @@ def profile_steps(runner, count: int) -> dict:
             "top_ops": [{"op": name, "share": round(own / wall, 4)} for own, name in top[:8]]}
 
 
+def longest_batch(runner):
+    """The train batch of the ``batch_size`` longest samples: where activation memory peaks."""
+    lengths = runner.sampler.lengths if hasattr(runner.sampler, "lengths") else None
+    order = sorted(range(len(runner.dataset)), key=lambda i: -lengths[i]) if lengths is not None else range(len(runner.dataset))
+    return runner.collate([runner.dataset[i] for i in list(order)[: runner.spec.batch_size]])
+
+
+def saved_kind(t: torch.Tensor, length) -> str:
+    """What a tensor autograd keeps for backward is, by dtype and shape."""
+    if t.dtype in (torch.uint8, torch.bool):
+        return "dropout and attention masks"
+    if t.grad_fn is None and not t.requires_grad and t.is_floating_point() and t.dim() == 2 and t.shape[0] != length:
+        return "frozen weights' bf16 casts (kept between steps)"
+    if length is not None and t.dim() >= 3 and t.shape[-1] == length and t.shape[-2] == length:
+        return "attention scores and probabilities"
+    return f"other activations ({str(t.dtype).replace('torch.', '')})"
+
+
+def memory_breakdown(runner) -> dict:
+    """MB that autograd saves for backward on the longest batch, by kind, beside the trainable state (gradients and
+    optimizer moments): the two parts of training memory, counted rather than inferred from RSS."""
+    from mmsft.training.batching import to_device
+
+    batch = to_device(longest_batch(runner), runner.accelerator.device)
+    ids = next((v for v in batch.values() if torch.is_tensor(v) and v.dim() == 2), None)  # token ids; None for images
+    length = None if ids is None else ids.shape[1]
+    seen: dict[int, tuple[str, int]] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        seen.setdefault(storage.data_ptr(), (saved_kind(t, length), storage.nbytes()))
+        return t
+
+    runner.model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), runner.accelerator.autocast():
+        loss, _ = runner.objective.loss(runner.model, batch)
+    del loss
+    kinds: dict[str, float] = {}
+    for kind, nbytes in seen.values():
+        kinds[kind] = kinds.get(kind, 0.0) + nbytes / 2**20
+    trainable = [p for p in runner.model.parameters() if p.requires_grad]
+    moments = sum(t.numel() * t.element_size() for s in runner.optimizer.state.values() for t in s.values() if torch.is_tensor(t))
+    return {"batch_shape": None if ids is None else list(ids.shape), "saved_mb": {k: round(v, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+            "gradients_mb": round(sum(p.numel() * p.element_size() for p in trainable) / 2**20, 1),
+            "optimizer_state_mb": round(moments / 2**20, 1)}
+
+
 def load_session(task: str, adapter: str, overrides=()):
     """The task's session for a training probe: torch threads from OMP_NUM_THREADS, no early stopping."""
     from mmsft.pipeline import build_session
@@ -149,13 +196,14 @@ def main() -> None:
         flops, flop_samples = count_flops(runner, FLOP_BATCHES)
         profiled = profile_steps(runner, PROFILED_STEPS)
         padded = padding_share(runner, min(runner.batches_per_epoch, 50))
+        memory = memory_breakdown(runner)
     counts = session.model.param_counts()
     print(json.dumps({
         "task": task, "adapter": adapter, "precision": "fp32" if precision == "no" else precision, "threads": threads,
         "steps": result.state.step, "batch_size": cfg.train.batch_size, "samples_per_second": result.samples_per_second,
         "flops_per_sample": flops / max(flop_samples, 1), "rss_after_load_mb": rss_after_load, "peak_rss_mb": peak_rss,
         "padding_share": padded, "trainable_params": counts["trainable_params"], "total_params": counts["total_params"],
-        "profile": profiled, "overrides": overrides,
+        "profile": profiled, "memory": memory, "overrides": overrides,
     }))
 
 

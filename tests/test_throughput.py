@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from throughput_row import category, grouped_conv_backward_flop  # noqa: E402
@@ -34,6 +36,15 @@ def test_rows_count_flops_and_split_the_step(toy_task):
         assert row["peak_rss_mb"] >= row["rss_after_load_mb"] > 0
         assert 0 <= row["padding_share"] < 1
         assert abs(sum(row["profile"]["categories"].values()) - 1) < 0.05  # the categories cover the step
+    # training memory counted in parts: AdamW keeps two fp32 moments per trainable number, the gradient one more
+    for row in (full, frozen):
+        memory = row["memory"]
+        assert memory["optimizer_state_mb"] == pytest.approx(2 * memory["gradients_mb"], rel=0.02, abs=0.2)
+        assert memory["batch_shape"][0] == row["batch_size"]
+    assert full["memory"]["gradients_mb"] == pytest.approx(full["trainable_params"] * 4 / 2**20, rel=0.01)
+    assert full["memory"]["gradients_mb"] > 10 * frozen["memory"]["gradients_mb"]
+    # the frozen backbone's forward saves nothing for backward beyond the head's inputs
+    assert sum(full["memory"]["saved_mb"].values()) > 5 * sum(frozen["memory"]["saved_mb"].values()) >= 0
     # a frozen backbone runs forward only: its backward is the head's, far fewer FLOPs per sample
     assert full["flops_per_sample"] > 2 * frozen["flops_per_sample"] > 0
 
