@@ -47,6 +47,10 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _mb(value) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
 def render(rows: list[dict], command: str) -> str:
     lines = header("Adapters benchmark: full / LoRA / frozen on MiniLM-L6", command)
     lines += ["Each row is one `mmsft train TASK --adapter ADAPTER` with the shipped defaults (tasks/*.yaml, adapters/*.yaml),",
@@ -54,17 +58,19 @@ def render(rows: list[dict], command: str) -> str:
               "Rows may come from several sittings of this script (it keeps rows of the pairs it does not run): `measured` dates",
               "each row and `load` is the 1-minute load average just before it started (it decays over about a minute, so the",
               "previous row of the same sitting still shows as 1-2; well above 2 means other jobs shared the 2 cores).", "",
-              "| task | adapter | test accuracy | target | macro-F1 | trainable params | train s | samples/s | peak MB | epochs | measured | load |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| task | adapter | test accuracy | target | macro-F1 | trainable params | train s | samples/s | peak MB | training MB | epochs | measured | load |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         target = TARGETS.get((r["task"], r["adapter"]))
         ok = "" if target is None else (f"≥ {target} ✅" if r["value"] >= target else f"≥ {target} ❌")
         lines.append(f"| {r['task']} | {r['adapter']} | {r['value']:.4f} | {ok} | {r['f1_macro']:.4f} | {r['trainable_params']:,} | "
-                     f"{r['train_seconds']:.0f} | {r['samples_per_second']:.1f} | {r['peak_memory_mb']:.0f} | {r['epochs']} | "
+                     f"{r['train_seconds']:.0f} | {r['samples_per_second']:.1f} | {r['peak_memory_mb']:.0f} | {_mb(r.get('training_memory_mb'))} | {r['epochs']} | "
                      f"{r.get('measured_at', '—')} | {r.get('load_before', '—')} |")
     lines += ["", "Baselines on the same splits: " + "; ".join(f"{t}: {n} {v}" for t, (n, v) in BASELINES.items()), "",
               "Train seconds include the one-off feature encoding for `frozen` (the backbone runs once, then only the head trains).",
-              "Peak memory is the training process's peak RSS.", "", "![adapters](adapters.png)", ""]
+              "Peak MB: the run's peak RSS, counted from the moment its model and data are loaded (frozen's feature encoding, "
+              "training and validation inside it); training MB: that peak minus the RSS at that moment, the memory training "
+              "itself takes. Rows measured before 2026-12-07 20:00 UTC counted the whole process's peak and have no training figure.", "", "![adapters](adapters.png)", ""]
     return "\n".join(lines)
 
 
@@ -90,7 +96,8 @@ def main() -> None:
                 rows.append({"task": task, "adapter": adapter, "metric": "accuracy", "value": m["test"]["accuracy"],
                              "f1_macro": m["test"].get("f1_macro"), "trainable_params": m["trainable_params"],
                              "train_seconds": m["train_seconds"], "samples_per_second": m["samples_per_second"],
-                             "peak_memory_mb": m["peak_memory_mb"], "epochs": m["epochs_completed"],
+                             "peak_memory_mb": m["peak_memory_mb"], "training_memory_mb": m.get("training_memory_mb"),
+                             "epochs": m["epochs_completed"],
                              **stamp})
                 rows.sort(key=lambda r: (r["task"], ["full", "lora", "frozen"].index(r["adapter"]) if r["adapter"] in ("full", "lora", "frozen") else 9))
                 write_json(json_path, rows)

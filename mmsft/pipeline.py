@@ -229,6 +229,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
     from .reporting.report import write_report
     from .saving import save_model
     from .training.batching import cache_features
+    from .training.memory import current_memory_mb, reset_peak_memory
     from .training.objectives import build_objective
     from .training.runner import Runner
     from .training.sampling import sampler_groups
@@ -257,6 +258,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
               f"{counts['total_params']:,} parameters ({counts['trainable_percent']}%)")
     accelerator.wait_for_everyone()
     session.model.to(accelerator.device)
+    reset_peak_memory(accelerator.device)  # the run's own peak: what the process held before (a notebook, a test session) is not it
+    memory_at_start = current_memory_mb(accelerator.device)  # model and data loaded: peak minus this is training's memory
     prepared = session.prepared
     cached = cfg.train.cache_features and prepared.deterministic_train and session.model.feature_cache_ok()
     encode_seconds = 0.0
@@ -283,6 +286,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, callbacks, accelerator, 
         "steps": result.state.step, "epochs_completed": result.state.epoch, "stopped_early": result.state.stopped_early,
         "train_seconds": round(result.state.train_seconds + encode_seconds, 2), "feature_cache_seconds": round(encode_seconds, 2),
         "samples_per_second": round(result.samples_per_second, 2), "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "training_memory_mb": None if memory_at_start is None else round(result.peak_memory_mb - memory_at_start, 1),
         "features_cached": cached, "device": str(accelerator.device), "cpu_allocator_tuned": runner.allocator_tuned,
         "mixed_precision": accelerator.mixed_precision,
         "skipped_steps": result.state.skipped_steps, "overflow_steps": result.state.overflow_steps,

@@ -4,6 +4,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,3 +249,33 @@ def test_kernel_caches_are_capped_so_new_shapes_do_not_pile_up():
     system, capped = (int(child(mode, clean)[-1]) for mode in ("system", "keep"))
     assert capped < system / 2 and system > 120
     assert child("keep", {**clean, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "7"})[-2] == "7"
+
+
+PEAK_AFTER_RESET = """
+import torch
+from mmsft.training.memory import current_memory_mb, peak_memory_mb, reset_peak_memory
+cpu = torch.device("cpu")
+big = torch.ones(48 << 20)  # 192 MB, touched: mapped from the OS and unmapped on free (glibc's default)
+high = peak_memory_mb(cpu)
+del big
+assert reset_peak_memory(cpu)
+after_reset = peak_memory_mb(cpu)
+small = torch.ones(16 << 20)  # 64 MB
+print(high, after_reset, current_memory_mb(cpu), peak_memory_mb(cpu))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="VmHWM resets through /proc")
+def test_peak_memory_counts_from_the_reset_so_a_run_reports_its_own_peak():
+    """The runner resets the peak when fit starts: an earlier, bigger allocation in the process is not this run's."""
+    out = subprocess.run([sys.executable, "-c", PEAK_AFTER_RESET], capture_output=True, text=True, check=True)
+    high, after_reset, now, peak = map(float, out.stdout.split())
+    assert after_reset < high - 150  # the freed 192 MB no longer counts
+    assert peak >= now >= after_reset + 60  # the 64 MB allocated since does
+
+
+def test_a_run_records_its_training_memory(toy_task, isolated):
+    run = train(build_run_config(str(toy_task), "full", ["train.epochs=1"]), isolated / "mem")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["training_memory_mb"] < metrics["peak_memory_mb"]
+    assert "training_memory_mb" in (run / "report.md").read_text()

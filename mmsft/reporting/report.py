@@ -54,7 +54,7 @@ def write_report(session, run_dir: Path, summary: dict, test) -> Path:
         "| figure | value |",
         "|---|---|",
         *[f"| {k} | {_fmt(summary[k])} |" for k in ("trainable_params", "total_params", "steps", "epochs_completed", "best_validation",
-                                                  "best_step", "stopped_early", "features_cached", "train_seconds", "samples_per_second", "peak_memory_mb")],
+                                                  "best_step", "stopped_early", "features_cached", "train_seconds", "samples_per_second", "peak_memory_mb", "training_memory_mb")],
         "",
     ]
     if curves_png(run_dir / "metrics.jsonl", run_dir / "curves.png", metric):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from .batching import to_device
 from .callbacks import Callback, build_callbacks
 from .checkpoint import TrainState, latest_checkpoint, load_checkpoint, load_extra_tensors, save_checkpoint
 from .cpu_memory import cap_kernel_caches, configure_allocator
+from .memory import peak_memory_mb
 from .precision import resolve_precision
 from .objectives import Objective, Single
 from .optim import build_optimizer
@@ -72,12 +72,6 @@ def make_accelerator(spec):
     # backbones carry parts a task may not use (BERT's pooler under mean pooling): let DDP skip them
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec.mixed_precision, device), kwargs_handlers=[ddp])
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 class Runner:
