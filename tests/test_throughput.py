@@ -70,3 +70,16 @@ def test_conv_backward_flops_respect_groups():
         with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: grouped_conv_backward_flop}) as backward:
             out.sum().backward()
         assert backward.get_total_flops() == 2 * forward.get_total_flops() > 0
+
+
+def test_ab_probe_alternates_fresh_processes_and_reports_the_ratio(toy_task, tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ab_probe.py"), "masks", str(toy_task), "--adapters", "full",
+                          "--a", "train.cpu_dropout=fast", "--b", "train.cpu_dropout=torch", "--repeats", "2", "--batches", "2",
+                          "--out", str(tmp_path)], capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "ab_masks.json").read_text())
+    (row,) = report["rows"]
+    assert [len(row["runs"][s]) for s in ("a", "b")] == [2, 2]
+    assert row["ratio_a_over_b"] == pytest.approx(row["a_samples_per_second"] / row["b_samples_per_second"], rel=1e-2)
+    assert all(r["batches"] == 2 and r["samples_per_second"] > 0 for s in ("a", "b") for r in row["runs"][s])
+    assert "train.cpu_dropout=torch" in (tmp_path / "ab_masks.md").read_text()
