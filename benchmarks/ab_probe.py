@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,7 +30,7 @@ def run_once(task: str, adapter: str, overrides: list[str], count: int) -> dict:
     """One timed pass over ``count`` training batches in this process (the child's side)."""
     import torch
 
-    from throughput_row import bare_runner, batches, load_session
+    from throughput_row import bare_runner, batches, load_session, timed_pass
 
     session = load_session(task, adapter, overrides)
     with tempfile.TemporaryDirectory(prefix="mmsft-ab-") as tmp:
@@ -39,18 +38,8 @@ def run_once(task: str, adapter: str, overrides: list[str], count: int) -> dict:
         model = runner.model.train()
         data = list(batches(runner, count))
 
-        def one_pass() -> float:
-            tick = time.perf_counter()
-            for batch in data:
-                with runner.accelerator.autocast():
-                    loss, _ = runner.objective.loss(model, batch)
-                loss.backward()
-                runner.optimizer.step()
-                runner.optimizer.zero_grad(set_to_none=True)
-            return time.perf_counter() - tick
-
-        one_pass()  # warm-up: kernels made, allocator settled
-        seconds = one_pass()
+        timed_pass(runner, model, data)  # warm-up: kernels made, allocator settled
+        seconds = timed_pass(runner, model, data)
     samples = sum(len(next(v for v in b.values() if torch.is_tensor(v))) for b in data)
     return {"samples_per_second": round(samples / seconds, 2), "seconds": round(seconds, 3), "batches": len(data),
             "precision": runner.accelerator.mixed_precision, "threads": torch.get_num_threads()}

@@ -16,7 +16,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,7 +25,7 @@ from common import RESULTS, command_line, header, measured, write_json  # noqa: 
 def run_row(adapter: str, mode: str, count: int) -> dict:
     import torch
 
-    from throughput_row import bare_runner, batches, load_session
+    from throughput_row import bare_runner, batches, load_session, timed_pass
 
     session = load_session("finance_sentiment", adapter)
     with tempfile.TemporaryDirectory(prefix="mmsft-compile-") as tmp:
@@ -35,18 +34,8 @@ def run_row(adapter: str, mode: str, count: int) -> dict:
         step_model = torch.compile(model, dynamic=True) if mode == "compiled" else model
         data = list(batches(runner, count))
 
-        def one_pass() -> float:
-            tick = time.perf_counter()
-            for batch in data:
-                with runner.accelerator.autocast():
-                    loss, _ = runner.objective.loss(step_model, batch)
-                loss.backward()
-                runner.optimizer.step()
-                runner.optimizer.zero_grad(set_to_none=True)
-            return time.perf_counter() - tick
-
-        first = one_pass()  # eager: warm-up; compiled: compile + first pass
-        steady = one_pass()
+        first = timed_pass(runner, step_model, data)  # eager: warm-up; compiled: compile + first pass
+        steady = timed_pass(runner, step_model, data)
     samples = sum(len(b["labels"]) for b in data)
     return {"adapter": adapter, "mode": mode, "precision": runner.accelerator.mixed_precision, "steps": len(data),
             "first_pass_seconds": round(first, 2), "step_ms": round(1000 * steady / len(data), 1),

@@ -165,6 +165,18 @@ def memory_breakdown(runner) -> dict:
             "optimizer_state_mb": round(moments / 2**20, 1)}
 
 
+def timed_pass(runner, model, data) -> float:
+    """Seconds for one pass of full training steps (forward under the run's autocast, backward, update) over ``data``."""
+    tick = time.perf_counter()
+    for batch in data:
+        with runner.accelerator.autocast():
+            loss, _ = runner.objective.loss(model, batch)
+        loss.backward()
+        runner.optimizer.step()
+        runner.optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - tick
+
+
 def load_session(task: str, adapter: str, overrides=()):
     """The task's session for a training probe: torch threads from OMP_NUM_THREADS, no early stopping."""
     from mmsft.pipeline import build_session
