@@ -4,6 +4,7 @@
         [--repeats 3] [--batches 24]
 
 e.g. ``ab_probe.py dropout_masks finance_sentiment --a train.cpu_dropout=fast --b train.cpu_dropout=torch``.
+An item whose name is upper case (``ONEDNN_PRIMITIVE_CACHE_CAPACITY=16``) sets the run's environment instead of its config.
 Every run is a fresh process (its own memory, no warm caches from the other setting): the Runner's model,
 optimizer and precision on the task's first real length-grouped training batches; one untimed pass warms the
 kernels, a second is timed (forward, backward, update).  Settings alternate A B, B A, ... over the repeats so a
@@ -45,9 +46,15 @@ def run_once(task: str, adapter: str, overrides: list[str], count: int) -> dict:
             "precision": runner.accelerator.mixed_precision, "threads": torch.get_num_threads()}
 
 
+def is_env(item: str) -> bool:
+    name = item.split("=", 1)[0]
+    return "=" in item and name.isupper() and "." not in name
+
+
 def child(task: str, adapter: str, overrides: list[str], count: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", task, adapter, str(count), *overrides]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, **dict(item.split("=", 1) for item in overrides if is_env(item))}
+    cmd = [sys.executable, __file__, "--child", task, adapter, str(count), *(o for o in overrides if not is_env(o))]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         raise SystemExit(f"{task}/{adapter} {' '.join(overrides)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -83,3 +83,10 @@ def test_ab_probe_alternates_fresh_processes_and_reports_the_ratio(toy_task, tmp
     assert row["ratio_a_over_b"] == pytest.approx(row["a_samples_per_second"] / row["b_samples_per_second"], rel=1e-2)
     assert all(r["batches"] == 2 and r["samples_per_second"] > 0 for s in ("a", "b") for r in row["runs"][s])
     assert "train.cpu_dropout=torch" in (tmp_path / "ab_masks.md").read_text()
+
+
+def test_ab_probe_items_with_upper_case_names_set_the_environment():
+    from ab_probe import is_env
+
+    assert is_env("ONEDNN_PRIMITIVE_CACHE_CAPACITY=16") and is_env("LRU_CACHE_CAPACITY=16")
+    assert not is_env("train.cpu_dropout=fast") and not is_env("model.backbone=minilm-l6") and not is_env("OMP")
