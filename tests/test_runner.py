@@ -249,6 +249,7 @@ def test_kernel_caches_are_capped_so_new_shapes_do_not_pile_up():
     system, capped = (int(child(mode, clean)[-1]) for mode in ("system", "keep"))
     assert capped < system / 2 and system > 120
     assert child("keep", {**clean, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "7"})[-2] == "7"
+    assert child("keep", clean)[-2] == child("release", clean)[-2] == "16"
 
 
 PEAK_AFTER_RESET = """

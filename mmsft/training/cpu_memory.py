@@ -20,7 +20,11 @@ both ideep's primitive cache (``LRU_CACHE_CAPACITY``) and oneDNN's (``ONEDNN_PRI
 keep up to 1,024 shape-specific kernels with their buffers; with length-grouped batches every new
 sequence length adds some, so RSS rose ~10 MB a step (finance LoRA, bf16, 80 steps: +830 MB; flat in
 fp32).  At 64 each it stays flat, at the same samples/s (training memory 1,353 -> 1,063 MB over 30 steps,
-``scripts/rss_per_step.py``, ``benchmarks/throughput_row.py``).  Either cap alone is not enough.  The
+``scripts/rss_per_step.py``, ``benchmarks/throughput_row.py``).  Either cap alone is not enough.  Over whole runs with
+validation passes between epochs (128-row batches, more shapes) the caches weigh far more: finance LoRA, 3 epochs,
+``release``: training memory 1,597 MB at 64 kernels, 730 MB at 16 (full fine-tuning 1,460 / 904; the bare loop over
+the same 363 steps without validation: 738 MB at 64), at the same speed side by side (LoRA 0.97x, full 1.07x,
+``benchmarks/results/ab_kernel_cache_16.md``): both modes keep 16.  The
 variables are read when the first kernel is made, so the runner sets them before its precision probe;
 values a user exported win.
 """
@@ -35,7 +39,7 @@ import platform
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # <malloc.h>
 TRIM_THRESHOLD = 1 << 30  # free memory at the heap top is returned only beyond 1 GiB
 RELEASE_THRESHOLD = 256 << 10  # release: blocks from 256 KiB up are mapped and unmapped one by one
-KERNEL_CACHE_CAPACITY = "64"  # oneDNN / ideep primitives kept (default 1,024 each)
+KERNEL_CACHE_CAPACITY = "16"  # oneDNN / ideep primitives kept (default 1,024 each)
 KERNEL_CACHE_VARIABLES = ("LRU_CACHE_CAPACITY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")
 
 
