@@ -23,9 +23,11 @@ FLOP_BATCHES = 4
 
 
 def rss_mb() -> tuple[float, float]:
-    """Current and peak resident set size of this process (VmRSS, VmHWM), MB."""
-    fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    """Current and peak resident set size of this process (VmRSS, VmHWM), MB: what a run's metrics.json reports."""
+    from mmsft.training.memory import current_memory_mb, peak_memory_mb
+
+    cpu = torch.device("cpu")
+    return current_memory_mb(cpu), peak_memory_mb(cpu)
 
 
 def category(op: str) -> str:

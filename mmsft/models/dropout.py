@@ -4,8 +4,8 @@ On a CPU torch draws one Mersenne-Twister number per element for ``bernoulli_`` 
 32 x 40 x 384 activation at one thread, 80x a multiply of the same tensor), and a bool mask then
 multiplies a bf16 tensor through a type-converting slow path (3.1 ms; 0.6 ms with a uint8 mask, 0.35 ms
 for two bf16 tensors).  With torch's masks ``bernoulli_`` alone was 7-8% of a MiniLM step under bf16
-autocast; these masks make LoRA 1.24x and full fine-tuning 1.05x faster (``benchmarks/throughput.py``,
-the ``cpu_dropout=torch`` rows).  Here the mask is cut from 64-bit random words, four 16-bit
+autocast; side by side these masks make LoRA 1.26x and full fine-tuning 1.12x faster
+(``benchmarks/results/ab_dropout_masks.md``).  Here the mask is cut from 64-bit random words, four 16-bit
 lanes per draw, compared with ``round(65536 p)`` (the drop rate kept to 1/65536; the scale
 ``65536 / (65536 - t)`` keeps the expectation exact), and kept as one byte per element of 0 / 1.
 
