@@ -107,7 +107,16 @@ def run_stage(name: str, work: Path, quick: bool, gen_extra: list[str]) -> dict:
     tick = time.perf_counter()
     teacher = runs / f"{task}-teacher"
     record: dict = {"stage": name, "run": str(folder), **measured()}
-    if variant in ("teacher", "seed43", "seed44"):
+    if task == "gen":  # before the classification variants: "gen:teacher" is not a classification teacher
+        if variant == "teacher":
+            mmsft("train", GEN_TASK, "--adapter", "lora", f"model.backbone={GEN_TEACHER}", "--output", str(folder), *gen_extra)
+        elif variant == "references":
+            mmsft("train", GEN_TASK, "--adapter", "lora", f"model.backbone={GEN_STUDENT}", "--output", str(folder), *gen_extra)
+        else:
+            mmsft("distill", GEN_TASK, "--teacher", str(runs / "gen-teacher"), "--student", GEN_STUDENT, "--adapter", "lora",
+                  "--output", str(folder), *gen_extra)
+            record["distill"] = json.loads((folder / "distill.json").read_text())
+    elif variant in ("teacher", "seed43", "seed44"):
         seed = {"teacher": 42, "seed43": 43, "seed44": 44}[variant]
         mmsft("train", task, "--adapter", "full", "--output", str(folder), f"train.seed={seed}", f"train.init_seed={SOUP_INIT_SEED}",
               *cls_extra)
@@ -129,15 +138,6 @@ def run_stage(name: str, work: Path, quick: bool, gen_extra: list[str]) -> dict:
         teachers = [str(runs / f"{t}-teacher") for t in TASKS]
         extra = ["--with-base", "0.3"] if name == "ties_base_30" else []
         mmsft("merge", *teachers, "--method", "ties", "--density", "0.2", *extra, "--out", str(folder))
-    elif task == "gen":
-        if variant == "teacher":
-            mmsft("train", GEN_TASK, "--adapter", "lora", f"model.backbone={GEN_TEACHER}", "--output", str(folder), *gen_extra)
-        elif variant == "references":
-            mmsft("train", GEN_TASK, "--adapter", "lora", f"model.backbone={GEN_STUDENT}", "--output", str(folder), *gen_extra)
-        else:
-            mmsft("distill", GEN_TASK, "--teacher", str(runs / "gen-teacher"), "--student", GEN_STUDENT, "--adapter", "lora",
-                  "--output", str(folder), *gen_extra)
-            record["distill"] = json.loads((folder / "distill.json").read_text())
     else:
         raise SystemExit(f"unknown stage {name}")
     record["wall_seconds"] = round(time.perf_counter() - tick, 1)

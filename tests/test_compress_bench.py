@@ -32,3 +32,15 @@ def test_committed_stages_seed_missing_ones_only_and_are_named_in_the_report(tmp
     # the sitting line speaks of the stages measured here only
     assert sitting_line(results) == sitting_line({"banking77_intent:teacher": results["banking77_intent:teacher"]})
     assert carried_line({"banking77_intent:teacher": results["banking77_intent:teacher"]}) == []
+
+
+def test_generation_stages_train_the_translation_task_not_a_classification_teacher(tmp_path, monkeypatch):
+    import compress
+
+    calls = []
+    monkeypatch.setattr(compress, "mmsft", lambda *args: calls.append(args))
+    compress.run_stage("gen:teacher", tmp_path, False, ["train.mixed_precision=bf16"])
+    compress.run_stage("gen:references", tmp_path, False, [])
+    assert calls[0][:2] == ("train", "translation_en_de") and "model.backbone=gemma3-270m" in calls[0]
+    assert "train.mixed_precision=bf16" in calls[0]
+    assert calls[1][:2] == ("train", "translation_en_de") and "model.backbone=smollm2-135m" in calls[1]
