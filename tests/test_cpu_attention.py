@@ -82,3 +82,50 @@ def test_runner_switch_on_a_bert_keeps_eval_outputs_and_trains(tiny_bert):
     assert "aten::bernoulli_" not in ops and "aten::random_" in ops
     assert model.encoder.layer[0].attention.self.query.weight.grad.abs().sum() > 0
     assert "mmsft" not in model.config.to_json_string()  # the name is never saved
+
+
+def _reference(q, k, v, mask, p, scale):
+    """The eager composition the function replaces, drawing the same mask (reseed before calling)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores, -1, dtype=torch.promote_types(scores.dtype, torch.float32))
+    return torch.matmul(dropout(probs.to(q.dtype), p), v)
+
+
+def test_gradients_are_the_eager_paths_with_the_probabilities_recomputed():
+    q, k, v = (t.double().requires_grad_() for t in _qkv(q_len=5, k_len=5))
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[1, ..., 3:] = False
+    mask[0, :, 4] = False  # a query row with every key masked: softmax is uniform there, its gradient zero
+
+    def ours(q, k, v):
+        torch.manual_seed(5)
+        return cpu_training_attention(_Module(), q, k, v, mask, dropout=0.25, scaling=0.7)[0]
+
+    assert torch.autograd.gradcheck(ours, (q, k, v))
+    torch.manual_seed(5)
+    expected = _reference(q, k, v, mask, 0.25, 0.7).transpose(1, 2)
+    grads = torch.autograd.grad(expected.square().sum(), (q, k, v))
+    out = ours(q, k, v)
+    torch.testing.assert_close(out, expected)
+    for got, want in zip(torch.autograd.grad(out.square().sum(), (q, k, v)), grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_under_bf16_autocast_it_keeps_only_q_k_v_and_the_mask():
+    q, k, v = (t.requires_grad_() for t in _qkv(q_len=16, k_len=16, dim=8))
+    mask = torch.ones(2, 1, 16, 16, dtype=torch.bool)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append((str(t.dtype), tuple(t.shape))) or t, lambda t: t):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.manual_seed(3)
+            out = cpu_training_attention(_Module(), q, k, v, mask, dropout=0.1, scaling=0.35)[0]
+    assert out.dtype == torch.bfloat16
+    assert sorted(saved) == sorted([("torch.bfloat16", (2, 4, 16, 8))] * 3 + [("torch.bool", (2, 1, 16, 16))])
+    torch.manual_seed(3)  # the eager maths on the half-width copies autocast would make
+    expected = _reference(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, 0.1, 0.35).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+    got = torch.autograd.grad(out.float().square().sum(), (q, k, v))
+    want = torch.autograd.grad(expected.float().square().sum(), (q, k, v))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0.02, atol=0.02)

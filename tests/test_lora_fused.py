@@ -147,3 +147,32 @@ def test_fused_leaves_names_eval_and_merge_to_peft():
 def test_dora_and_lora_bias_keep_peft_forward():
     assert _pair(0.1, use_dora=True)[2] == 0
     assert _pair(0.1, lora_bias=True)[2] == 0
+
+
+def test_siblings_share_one_half_width_copy_of_their_input_and_keep_no_mask():
+    """Three LoRA linears fed the same x (an attention's q, k, v) keep one bf16 copy of it between them, and no
+    dropout mask (backward draws it again from its seed): the saved tensors are that copy and the factors."""
+    torch.manual_seed(0)
+
+    class Qkv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = nn.Linear(16, 8), nn.Linear(16, 8), nn.Linear(16, 8)
+
+        def forward(self, x):
+            return self.q(x) * self.k(x) + self.v(x)
+
+    model = peft.get_peft_model(Qkv(), peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.2, target_modules=["q", "k", "v"],
+                                                             init_lora_weights=False))
+    assert fuse_lora_updates(model) == 3
+    model.train()
+    x = torch.randn(4, 10, 16)
+    saved = {}
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.setdefault(t.untyped_storage().data_ptr(), t) is None or t,
+                                                  lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x).float().sum().backward()
+    inputs = [t for t in saved.values() if t.shape == x.shape]
+    assert len(inputs) == 1 and inputs[0].dtype == torch.bfloat16
+    assert not any(t.dtype in (torch.uint8, torch.bool) for t in saved.values())
+    grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
+    assert len(grads) == 6 and all(g is not None and g.abs().sum() > 0 for g in grads)

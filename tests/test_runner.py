@@ -58,8 +58,8 @@ def test_frozen_feature_cache_matches_uncached_training(toy_task, isolated):
     m_cached, m_plain = (json.loads((d / "metrics.json").read_text()) for d in (cached, plain))
     assert m_cached["features_cached"] and not m_plain["features_cached"]
     a, b = _weights(cached), _weights(plain)
-    for key in a:
-        assert torch.allclose(a[key], b[key], atol=1e-5), key
+    for key in a:  # features encoded in eval batches vs in training batches: matmuls blocked differently, ~1e-5 apart
+        assert torch.allclose(a[key], b[key], atol=1e-4), key
     assert m_cached["test"]["accuracy"] == m_plain["test"]["accuracy"]
 
 

@@ -6,9 +6,9 @@ rank-r product ``A(x)``.  With the base weights frozen nothing else needs them, 
 activations than full fine-tuning, and the small rank-r tensors, carved out of the freed blocks of
 earlier steps, fragmented the heap: finance_sentiment (batch 32, 40 steps, one thread) peaked at
 2,051 MB above the loaded model against full fine-tuning's 1,442 MB (``benchmarks/throughput.py``
-reports the figures after the change).  Here the update keeps ``x`` itself (the same tensor the other
-targets of that input share), a one-byte mask and the two small weights, and recomputes the rest in
-backward (an ``r``-wide matmul, a few per cent of the layer's FLOPs).
+reports the figures after the change).  Here the update keeps ``x`` itself (under autocast one half-width
+copy, shared by the targets fed the same input), the two small weights and its dropout mask's seed, and
+recomputes the rest in backward (the mask, an ``r``-wide matmul: a few per cent of the layer's FLOPs).
 
 The mask is drawn from the global RNG, like ``nn.Dropout``'s, so a seeded run is reproducible; the maths
 is peft's (inverted dropout, then ``x @ A.T @ B.T * scaling``), the mask ``mmsft.models.dropout``'s (the
@@ -20,27 +20,30 @@ under autocast the update runs in the autocast dtype.
 from __future__ import annotations
 
 import types
+import weakref
 
 import torch
 from torch import nn
 
-from ..models.dropout import keep_mask
+from ..models.dropout import draw_seed, keep_mask
 
 
 class _LoraDelta(torch.autograd.Function):
-    """``(x * keep / (1 - p)) @ A.T @ B.T * scaling`` saving ``x``, a one-byte ``keep`` (or none) and the weights."""
+    """``(x * keep / (1 - p)) @ A.T @ B.T * scaling`` saving ``x``, the weights and the mask's seed."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: float, scaling: float) -> torch.Tensor:
-        keep, ctx.dropout_scale = keep_mask(x.shape, p, x.device)
-        ctx.save_for_backward(x, keep, a, b)
+        ctx.p, ctx.seed = p, draw_seed(p, x.device)
+        keep, ctx.dropout_scale = keep_mask(x.shape, p, x.device, ctx.seed)
+        ctx.save_for_backward(x, a, b)
         ctx.scaling = scaling
         low = nn.functional.linear(x if keep is None else x * keep, a)
         return nn.functional.linear(low, b) * (scaling * ctx.dropout_scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, keep, a, b = ctx.saved_tensors
+        x, a, b = ctx.saved_tensors
+        keep, _ = keep_mask(x.shape, ctx.p, x.device, ctx.seed)  # the forward's mask, drawn again from its seed
         dropped = (x if keep is None else x * keep).reshape(-1, x.shape[-1])
         grad = grad.reshape(-1, grad.shape[-1]) * ctx.scaling
         grad_low = grad @ b  # (n, r)
@@ -53,6 +56,25 @@ class _LoraDelta(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_b = grad.t() @ (dropped @ a.t()) * ctx.dropout_scale
         return grad_x, grad_a, grad_b, None, None
+
+
+_last_cast: list = [None]  # (source, its version, dtype, the cast): weak references, so nothing is kept alive
+
+
+def _cast_once(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x.to(dtype)``, one copy shared by the LoRA linears fed the same ``x`` one after another (an attention's
+    query, key and value): each would cast it again and keep its copy until backward (autocast caches casts of
+    weights only).  Reused only while ``x`` is the same, unchanged tensor and its copy is still alive."""
+    if x.dtype == dtype:
+        return x
+    last = _last_cast[0]
+    if last is not None and last[0]() is x and last[1] == x._version and last[2] == dtype:
+        cast = last[3]()
+        if cast is not None:
+            return cast
+    cast = x.to(dtype)
+    _last_cast[0] = (weakref.ref(x), x._version, dtype, weakref.ref(cast))
+    return cast
 
 
 def _frozen_linear(layer: nn.Module, x: torch.Tensor, dtype) -> torch.Tensor:
@@ -84,7 +106,7 @@ def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     device = x.device.type
     autocast_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     if autocast_dtype is not None:
-        x = x.to(autocast_dtype)  # once, for the base layer and every adapter (autocast would cast it for each)
+        x = _cast_once(x, autocast_dtype)  # for the base layer and every adapter (autocast would cast it for each)
     result = _frozen_linear(self.base_layer, x, autocast_dtype)
     for name in self.active_adapters:
         if name not in self.lora_A:

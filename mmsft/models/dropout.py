@@ -9,8 +9,11 @@ autocast; side by side these masks make LoRA 1.26x and full fine-tuning 1.12x fa
 lanes per draw, compared with ``round(65536 p)`` (the drop rate kept to 1/65536; the scale
 ``65536 / (65536 - t)`` keeps the expectation exact), and kept as one byte per element of 0 / 1.
 
-Both draw from torch's global generator, as ``nn.Dropout`` does, so a seeded run repeats and the
-runner's exact resume (which saves that generator) still holds.  Other devices keep torch's own
+Masks are never kept for backward: each draws one 63-bit seed from torch's global generator (as
+``nn.Dropout`` draws from it, so a seeded run repeats and the runner's exact resume, which saves that
+generator, still holds) and backward draws the same mask again from that seed.  A kept mask was a byte
+per element of every dropped activation: 96 of the 509 MB finance LoRA saved for backward on its
+longest batch (``benchmarks/throughput.py``); drawing it twice costs about one per cent of a step.  Other devices keep torch's own
 dropout (CUDA's Philox generator is already fast).
 """
 from __future__ import annotations
@@ -24,35 +27,45 @@ from torch import nn
 LANES = 65536  # the mask's resolution: one 16-bit lane per element
 
 
-def keep_mask(shape, p: float, device: torch.device) -> tuple[Optional[torch.Tensor], float]:
+def draw_seed(p: float, device: torch.device) -> Optional[int]:
+    """The seed of one dropout mask, drawn from torch's global generator; None when the rate rounds to zero
+    (no mask, nothing drawn)."""
+    if round(LANES * p) <= 0:
+        return None
+    return int(torch.randint(0, 2 ** 63 - 1, (1,), device=device).item())
+
+
+def keep_mask(shape, p: float, device: torch.device, seed: Optional[int] = None) -> tuple[Optional[torch.Tensor], float]:
     """A uint8 0 / 1 keep-mask of ``shape`` and its inverted-dropout scale; ``(None, 1.0)`` when the rate
-    rounds to zero.  Drawn as 16-bit lanes of 64-bit random words: 4-5x fewer generator calls than
-    ``bernoulli_``."""
+    rounds to zero.  Drawn as 16-bit lanes of 64-bit random words (4-5x fewer generator calls than
+    ``bernoulli_``), from a generator seeded with ``seed`` (the same seed, the same mask) or, without one,
+    from the global generator."""
     threshold = round(LANES * p)
     if threshold <= 0:
         return None, 1.0
     if threshold >= LANES:
         return torch.zeros(shape, dtype=torch.uint8, device=device), 0.0
     count = math.prod(shape)
-    words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((count + 3) // 4,), dtype=torch.int64, device=device)
+    generator = None if seed is None else torch.Generator(device).manual_seed(seed)
+    words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((count + 3) // 4,), dtype=torch.int64, device=device, generator=generator)
     lanes = words.view(torch.int16)[:count].view(shape)  # uniform over [-32768, 32767]
     keep = lanes >= threshold - LANES // 2
     return keep.view(torch.uint8), LANES / (LANES - threshold)
 
 
 class _Dropout(torch.autograd.Function):
-    """``x * keep * scale``, saving only the one-byte mask."""
+    """``x * keep * scale``, saving only the mask's seed."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        keep, ctx.scale = keep_mask(x.shape, p, x.device)
-        ctx.save_for_backward(keep)
-        return (x * keep).mul_(ctx.scale)
+        ctx.shape, ctx.p, ctx.seed = x.shape, p, draw_seed(p, x.device)
+        keep, scale = keep_mask(x.shape, p, x.device, ctx.seed)
+        return (x * keep).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (keep,) = ctx.saved_tensors
-        return (grad * keep).mul_(ctx.scale), None
+        keep, scale = keep_mask(ctx.shape, ctx.p, grad.device, ctx.seed)
+        return (grad * keep).mul_(scale), None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
