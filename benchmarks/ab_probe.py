@@ -4,7 +4,9 @@
         [--repeats 3] [--batches 24]
 
 e.g. ``ab_probe.py dropout_masks finance_sentiment --a train.cpu_dropout=fast --b train.cpu_dropout=torch``.
-An item whose name is upper case (``ONEDNN_PRIMITIVE_CACHE_CAPACITY=16``) sets the run's environment instead of its config.
+An item whose name is upper case (``ONEDNN_PRIMITIVE_CACHE_CAPACITY=16``) sets the run's environment instead of its config;
+``source=REV`` runs that side from a git revision of this repository (a temporary worktree, its own mmsft), so two
+commits compare side by side: ``--a source=HEAD --b source=HEAD~1``.
 Every run is a fresh process (its own memory, no warm caches from the other setting): the Runner's model,
 optimizer and precision on the task's first real length-grouped training batches; one untimed pass warms the
 kernels, a second is timed (forward, backward, update).  Settings alternate A B, B A, ... over the repeats so a
@@ -42,8 +44,11 @@ def run_once(task: str, adapter: str, overrides: list[str], count: int) -> dict:
         timed_pass(runner, model, data)  # warm-up: kernels made, allocator settled
         seconds = timed_pass(runner, model, data)
     samples = sum(len(next(v for v in b.values() if torch.is_tensor(v))) for b in data)
+    import mmsft
+
     return {"samples_per_second": round(samples / seconds, 2), "seconds": round(seconds, 3), "batches": len(data),
-            "precision": runner.accelerator.mixed_precision, "threads": torch.get_num_threads()}
+            "precision": runner.accelerator.mixed_precision, "threads": torch.get_num_threads(),
+            "mmsft_from": str(Path(mmsft.__file__).resolve().parents[1])}
 
 
 def is_env(item: str) -> bool:
@@ -51,20 +56,42 @@ def is_env(item: str) -> bool:
     return "=" in item and name.isupper() and "." not in name
 
 
-def child(task: str, adapter: str, overrides: list[str], count: int) -> dict:
+def source_of(items: list[str]) -> str | None:
+    """The git revision a ``source=REV`` item names, if any."""
+    return next((item.split("=", 1)[1] for item in items if item.startswith("source=")), None)
+
+
+def checkout(rev: str, into: Path) -> tuple[Path, str]:
+    """A detached worktree of ``rev`` under ``into``; returns its path and the commit it resolved to."""
+    repo = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", f"{rev}^{{commit}}"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    tree = into / commit[:12]
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(tree), commit], capture_output=True, check=True)
+    return tree, commit
+
+
+def child(task: str, adapter: str, overrides: list[str], count: int, tree: Path | None = None) -> dict:
+    """One fresh process; from ``tree`` (a worktree, its mmsft first on the path) where the side names a source."""
     env = {**os.environ, **dict(item.split("=", 1) for item in overrides if is_env(item))}
-    cmd = [sys.executable, __file__, "--child", task, adapter, str(count), *(o for o in overrides if not is_env(o))]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    script = Path(__file__) if tree is None else tree / "benchmarks" / "ab_probe.py"
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
+    rest = [o for o in overrides if not is_env(o) and not o.startswith("source=")]
+    cmd = [sys.executable, str(script), "--child", task, adapter, str(count), *rest]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
     if out.returncode:
         raise SystemExit(f"{task}/{adapter} {' '.join(overrides)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def sitting(task: str, adapter: str, a: list[str], b: list[str], repeats: int, count: int) -> dict:
+def sitting(task: str, adapter: str, a: list[str], b: list[str], repeats: int, count: int, trees: dict | None = None) -> dict:
     runs: dict[str, list[dict]] = {"a": [], "b": []}
+    trees = trees or {}
     for i in range(repeats):
         for side in ("a", "b") if i % 2 == 0 else ("b", "a"):
-            result = child(task, adapter, a if side == "a" else b, count)
+            result = child(task, adapter, a if side == "a" else b, count, trees.get(side))
             runs[side].append(result)
             print(f"[ab] {adapter} {side}: {result['samples_per_second']:.1f} samples/s", flush=True)
     medians = {side: statistics.median(r["samples_per_second"] for r in rs) for side, rs in runs.items()}
@@ -75,6 +102,8 @@ def sitting(task: str, adapter: str, a: list[str], b: list[str], repeats: int, c
 def render(name: str, task: str, args, rows: list[dict], stamp: dict, command: str) -> str:
     lines = header(f"A/B probe `{name}`: {' '.join(args.a)} (A) vs {' '.join(args.b)} (B)", command)
     lines += [f"- Sitting: {stamp['measured_at']}, 1-minute load average {stamp['load_before']} at the start", "",
+              *([f"- Sources: " + ", ".join(f"{side.upper()} = commit `{c[:12]}`" for side, c in stamp["commits"].items()), ""]
+                if stamp.get("commits") else []),
               f"{task}: the first {args.batches} length-grouped training batches, one warm-up pass and one timed pass per "
               f"fresh process, {args.repeats} processes per side alternating A B / B A; samples/s are medians.", "",
               "| adapter | precision | A samples/s | B samples/s | A / B | runs A | runs B |", "|---|---|---|---|---|---|---|"]
@@ -102,7 +131,19 @@ def main() -> None:
     args = ap.parse_args()
     threads = int(os.environ.setdefault("OMP_NUM_THREADS", "1"))
     stamp = measured()
-    rows = [sitting(args.task, adapter, args.a, args.b, args.repeats, args.batches) for adapter in args.adapters]
+    with tempfile.TemporaryDirectory(prefix="mmsft-ab-trees-") as tmp:
+        trees, commits = {}, {}
+        for side, items in (("a", args.a), ("b", args.b)):
+            if (rev := source_of(items)) is not None:
+                trees[side], commits[side] = checkout(rev, Path(tmp))
+        try:
+            rows = [sitting(args.task, adapter, args.a, args.b, args.repeats, args.batches, trees) for adapter in args.adapters]
+        finally:
+            for tree in set(trees.values()):
+                subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "worktree", "remove", "--force", str(tree)],
+                               capture_output=True)
+    if commits:
+        stamp["commits"] = commits
     write_json(args.out / f"ab_{args.name}.json", {"name": args.name, "task": args.task, "a": args.a, "b": args.b,
                                                   "repeats": args.repeats, "batches": args.batches, **stamp, "rows": rows})
     text = render(args.name, args.task, args, rows, stamp, f"OMP_NUM_THREADS={threads} " + command_line("ab_probe.py"))

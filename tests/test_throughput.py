@@ -90,3 +90,21 @@ def test_ab_probe_items_with_upper_case_names_set_the_environment():
 
     assert is_env("ONEDNN_PRIMITIVE_CACHE_CAPACITY=16") and is_env("LRU_CACHE_CAPACITY=16")
     assert not is_env("train.cpu_dropout=fast") and not is_env("model.backbone=minilm-l6") and not is_env("OMP")
+
+
+def test_ab_probe_runs_a_side_from_a_git_revision(toy_task, tmp_path):
+    """``source=REV``: that side's processes import mmsft from a worktree of the revision; the report names the commit
+    and the worktree is gone afterwards."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("not a git checkout")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ab_probe.py"), "src", str(toy_task), "--adapters", "full",
+                          "--a", "source=HEAD", "--b", "train.cpu_dropout=fast", "--repeats", "1", "--batches", "1",
+                          "--out", str(tmp_path)], capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "ab_src.json").read_text())
+    assert report["commits"] == {"a": head.stdout.strip()}
+    (row,) = report["rows"]
+    side_a, side_b = row["runs"]["a"][0]["mmsft_from"], row["runs"]["b"][0]["mmsft_from"]
+    assert side_b == str(ROOT.resolve()) and side_a != side_b and not Path(side_a).exists()
+    assert head.stdout.strip()[:12] in (tmp_path / "ab_src.md").read_text()
