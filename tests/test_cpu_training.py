@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmsft.models.dropout import CpuDropout, dropout, keep_mask, use_cpu_dropout
+from mmsft.models.dropout import CpuDropout, draw_seed, dropout, keep_mask, use_cpu_dropout
 
 
 @pytest.mark.parametrize("p", [0.05, 0.1, 0.5])
@@ -19,11 +19,14 @@ def test_mask_drops_p_of_the_entries_and_keeps_the_expectation(p):
 
 
 def test_mask_is_one_byte_per_element_and_seeded():
-    torch.manual_seed(1)
-    keep, _ = keep_mask((3, 7, 5), 0.3, torch.device("cpu"))
+    keep, _ = keep_mask((3, 7, 5), 0.3, torch.device("cpu"), seed=1)
     assert keep.dtype == torch.uint8 and keep.shape == (3, 7, 5) and set(keep.unique().tolist()) <= {0, 1}
+    assert keep_mask((3, 7, 5), 0.3, torch.device("cpu"), seed=1)[0].equal(keep)
+    assert not keep_mask((3, 7, 5), 0.3, torch.device("cpu"), seed=2)[0].equal(keep)
+    torch.manual_seed(1)  # the seed comes from the global generator, as nn.Dropout's mask does
+    first = draw_seed(0.3, torch.device("cpu"))
     torch.manual_seed(1)
-    assert keep_mask((3, 7, 5), 0.3, torch.device("cpu"))[0].equal(keep)  # the global generator, as nn.Dropout
+    assert draw_seed(0.3, torch.device("cpu")) == first and draw_seed(0.0, torch.device("cpu")) is None
 
 
 def test_gradient_is_the_mask_times_the_scale():
