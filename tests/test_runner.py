@@ -280,3 +280,23 @@ def test_a_run_records_its_training_memory(toy_task, isolated):
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["training_memory_mb"] < metrics["peak_memory_mb"]
     assert "training_memory_mb" in (run / "report.md").read_text()
+
+
+def test_kernel_caches_are_capped_before_the_precision_probe_makes_its_kernels(monkeypatch):
+    """``mmsft train`` makes its accelerator before the Runner: the cap must already be set when ``auto`` times
+    bf16 matmuls (a cap set later is never read: whole runs kept 1,024 kernels per cache)."""
+    import mmsft.training.runner as runner_module
+    from mmsft.spec import TrainSpec
+    from mmsft.training.cpu_memory import KERNEL_CACHE_VARIABLES
+
+    for name in KERNEL_CACHE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    seen = {}
+
+    def probe(mode, device):
+        seen.update({name: os.environ.get(name) for name in KERNEL_CACHE_VARIABLES})
+        return "no"
+
+    monkeypatch.setattr(runner_module, "resolve_precision", probe)
+    runner_module.make_accelerator(TrainSpec(device="cpu"))
+    assert seen == {name: "16" for name in KERNEL_CACHE_VARIABLES}

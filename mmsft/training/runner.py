@@ -65,7 +65,12 @@ class TrainResult:
 
 
 def make_accelerator(spec):
+    """The run's Accelerator; the CPU kernel caches are capped first: the variables count only before the first
+    bf16 kernel, and resolving ``mixed_precision: auto`` times bf16 matmuls (``mmsft train`` makes the accelerator
+    before the Runner; capping in the Runner left whole runs at 1,024 kernels per cache)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    cap_kernel_caches(spec.cpu_allocator)
 
     use_cpu = spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available())
     device = torch.device("cpu") if use_cpu else torch.device("cuda" if torch.cuda.is_available() else "mps")
@@ -85,7 +90,6 @@ class Runner:
         self.evaluate, self.run_dir = evaluate, Path(run_dir)
         self.objective = objective or Single()
         self.callbacks = [*build_callbacks(spec.callbacks, report_to=spec.report_to), *self.objective.callbacks(), *callbacks]
-        cap_kernel_caches(spec.cpu_allocator)  # before the first bf16 kernel: the precision probe in make_accelerator
         self.accelerator = accelerator or make_accelerator(spec)
         self.allocator_tuned = self.accelerator.device.type == "cpu" and configure_allocator(spec.cpu_allocator)
         if self.accelerator.device.type == "cpu" and spec.cpu_dropout == "fast":
