@@ -211,17 +211,3 @@ def test_data_methods_lists_methods_with_their_kinds(capsys):
     for name in TEXT_METHODS:
         assert re.search(rf"^{name}\s+text_classification\s", out, re.M), name
     assert re.search(r"^image_boxes\s+detection\s", out, re.M)
-
-
-def test_length_grouped_epochs_start_with_their_largest_batch():
-    """The batch with the most padded tokens opens every length-grouped epoch (the heap meets the peak step
-    first); the rest keep their shuffled order, and every sample is still drawn once."""
-    rng = random.Random(0)
-    lengths = [rng.randint(3, 90) for _ in range(1000)]
-    for epoch in range(3):
-        batches = epoch_batches(lengths, 16, seed=5, epoch=epoch)
-        sizes = [len(b) * max(lengths[i] for i in b) for b in batches]
-        assert sizes[0] == max(sizes) and sorted(i for b in batches for i in b) == list(range(1000))
-        assert sizes[1:] != sorted(sizes[1:], reverse=True)  # not sorted: shuffled
-    plain = epoch_batches(lengths, 16, seed=5, epoch=0, group_by_length=False)
-    assert sorted(i for b in plain for i in b) == list(range(1000))

@@ -55,10 +55,7 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
                   groups: Optional[Sequence[int]] = None) -> list[list[int]]:
     """Shuffle (or draw a balanced order over ``groups``), then (optionally) sort inside mega-batches
     of 50 batches by length so a batch holds samples of similar length (little padding), and shuffle
-    the batch order, the largest batch first: a CPU heap that keeps freed memory (``cpu_allocator: keep``)
-    then grows once to the peak step's size and serves the smaller steps from it, instead of growing
-    around smaller steps' blocks; and a batch too big for the memory fails at the first step, not hours
-    in.  Deterministic in (seed, epoch), which makes mid-epoch resume exact."""
+    the batch order.  Deterministic in (seed, epoch), which makes mid-epoch resume exact."""
     rng = random.Random(seed * 100_003 + epoch)
     if groups is None:
         order = list(range(len(lengths)))
@@ -70,9 +67,6 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int
         order = [i for s in range(0, len(order), mega) for i in sorted(order[s : s + mega], key=lambda j: -lengths[j])]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     rng.shuffle(batches)
-    if group_by_length and batches:  # the largest batch first, as transformers' LengthGroupedSampler puts it
-        largest = max(range(len(batches)), key=lambda b: len(batches[b]) * max(lengths[i] for i in batches[b]))
-        batches.insert(0, batches.pop(largest))
     return batches
 
 
