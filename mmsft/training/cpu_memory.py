@@ -25,7 +25,7 @@ validation passes between epochs (128-row batches, more shapes) the caches weigh
 ``release``: training memory 1,597 MB at 64 kernels, 730 MB at 16 (full fine-tuning 1,460 / 904; the bare loop over
 the same 363 steps without validation: 738 MB at 64), at the same speed side by side (LoRA 0.97x, full 1.07x,
 ``benchmarks/results/ab_kernel_cache_16.md``): both modes keep 16.  The
-variables are read when the first kernel is made, so the runner sets them before its precision probe;
+variables are read when the first kernel is made, so ``make_accelerator`` sets them before its precision probe;
 values a user exported win.
 """
 from __future__ import annotations
