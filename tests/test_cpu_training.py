@@ -79,12 +79,12 @@ def test_pad_to_multiple_of_pads_text_batches_and_is_refused_elsewhere():
         build_run_config("finance_sentiment", "lora", ["train.pad_to_multiple_of=0"])
 
 
-def test_no_mask_is_kept_for_backward_the_seed_draws_it_again():
+def test_plain_dropout_keeps_a_byte_mask_and_nothing_else():
     x = torch.randn(40, 30, requires_grad=True)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         torch.manual_seed(4)
         out = dropout(x, 0.3)
-    assert saved == []
+    assert [(t.dtype, t.shape) for t in saved] == [(torch.uint8, x.shape)]
     out.backward(torch.ones_like(out))
     assert torch.equal(x.grad != 0, out.detach() != 0)  # backward's mask is the forward's

@@ -1,5 +1,5 @@
 """Attention for CPU training with attention dropout: the math path with mmsft's cheaper dropout mask,
-keeping only ``q``, ``k`` and ``v`` for backward.
+keeping ``q``, ``k``, ``v`` and half-width probabilities for backward.
 
 With a dropout rate, torch's CPU ``scaled_dot_product_attention`` leaves its fused kernel for the math
 path and draws the probabilities' mask with ``bernoulli_`` (MiniLM, 32 x 12 x 40 x 40 per layer:
@@ -7,8 +7,10 @@ path and draws the probabilities' mask with ``bernoulli_`` (MiniLM, 32 x 12 x 40
 mask)``, fp32 softmax, inverted dropout, ``@ v``) runs with ``mmsft.models.dropout``'s mask.  The math
 path also kept, per layer until backward, the fp32 probabilities, their half-width dropped-out copy and
 the mask: 122 of the 454 MB finance full fine-tuning saved for backward on its longest batch (32 x 96).
-As memory-efficient attention kernels do, backward here recomputes them from ``q`` and ``k`` (kept
-anyway), one more ``q k^T`` at ``head_dim`` wide: a few per cent of a MiniLM layer's FLOPs.  Everything
+Here it keeps the half-width probabilities only (the ones the value product uses) and draws the mask
+again from its seed; softmax's backward runs in fp32 from them.  Recomputing the probabilities from
+``q`` and ``k`` instead, as memory-efficient kernels do, kept 42 MB less but cost full fine-tuning
+0.92x the samples/s side by side (``benchmarks/results/ab_session_memory.md``).  Everything
 else -- evaluation, no dropout, another device, position biases, soft-capping, paged caches, asked-for
 attention weights -- is transformers' own ``sdpa`` function, unchanged.
 
@@ -71,33 +73,33 @@ def _probabilities(q, k, mask, scale):
 
 
 class _DroppedAttention(torch.autograd.Function):
-    """``dropout(softmax(q k^T * scale + mask)) @ v``, saving ``q``, ``k``, ``v``, the mask and the dropout
-    mask's seed; backward recomputes the probabilities (the maths and dtypes of the eager path)."""
+    """``dropout(softmax(q k^T * scale + mask)) @ v``, saving ``q``, ``k``, ``v``, the half-width probabilities and
+    the dropout mask's seed (the eager path kept fp32 probabilities, their dropped-out copy and the mask)."""
 
     @staticmethod
     def forward(ctx, q, k, v, mask, p: float, scale: float):
         ctx.p, ctx.scale, ctx.seed = p, scale, draw_seed(p, q.device)
         probs = _probabilities(q, k, mask, scale).to(q.dtype)
         keep, dropout_scale = keep_mask(probs.shape, p, q.device, ctx.seed)
-        ctx.save_for_backward(q, k, v, mask)
+        ctx.save_for_backward(q, k, v, probs, mask)
         return torch.matmul(probs if keep is None else (probs * keep).mul_(dropout_scale), v)
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, mask = ctx.saved_tensors
-        probs32 = _probabilities(q, k, mask, ctx.scale)
-        probs = probs32.to(q.dtype)
+        q, k, v, probs, mask = ctx.saved_tensors
         keep, dropout_scale = keep_mask(probs.shape, ctx.p, q.device, ctx.seed)
         dropped = probs if keep is None else (probs * keep).mul_(dropout_scale)
         grad = grad.to(v.dtype)
         grad_v = torch.matmul(dropped.transpose(-1, -2), grad)
+        del dropped
         grad_probs = torch.matmul(grad, v.transpose(-1, -2))
         if keep is not None:
             grad_probs = (grad_probs * keep).mul_(dropout_scale)
-        grad_scores = torch._softmax_backward_data(grad_probs.to(probs32.dtype), probs32, -1, probs32.dtype)
+        wide = torch.promote_types(probs.dtype, torch.float32)
+        grad_scores = torch._softmax_backward_data(grad_probs.to(wide), probs.to(wide), -1, wide)
         if mask is not None and mask.dtype == torch.bool:
-            grad_scores = grad_scores.masked_fill(~mask, 0)
-        grad_scores = (grad_scores * ctx.scale).to(q.dtype)
+            grad_scores = grad_scores.masked_fill_(~mask, 0)
+        grad_scores = grad_scores.mul_(ctx.scale).to(q.dtype)
         grad_q = torch.matmul(grad_scores, k) if ctx.needs_input_grad[0] else None
         grad_k = torch.matmul(grad_scores.transpose(-1, -2), q) if ctx.needs_input_grad[1] else None
         return grad_q, grad_k, grad_v, None, None, None

@@ -9,12 +9,13 @@ autocast; side by side these masks make LoRA 1.26x and full fine-tuning 1.12x fa
 lanes per draw, compared with ``round(65536 p)`` (the drop rate kept to 1/65536; the scale
 ``65536 / (65536 - t)`` keeps the expectation exact), made as one byte per element of 0 / 1.
 
-Masks are never kept for backward: each draws one 63-bit seed from torch's global generator (as
-``nn.Dropout`` draws from it, so a seeded run repeats and the runner's exact resume, which saves that
-generator, still holds) and backward draws the same mask again from that seed.  A kept mask was a byte
-per element of every dropped activation: 96 of the 509 MB finance LoRA saved for backward on its
-longest batch (``benchmarks/throughput.py``).  The words come from numpy's SFC64 generator seeded with
-that seed, 2.5x faster than torch's generator, so drawing twice costs less than drawing once did.
+Each mask draws one 63-bit seed from torch's global generator (as ``nn.Dropout`` draws from it, so a
+seeded run repeats and the runner's exact resume, which saves that generator, still holds); its words
+come from numpy's SFC64 generator seeded with it, 2.5x faster than torch's generator.  LoRA's fused
+update (``mmsft.adapters.lora_fused``) and attention (``mmsft.models.attention``) keep only the seed and
+draw the mask again in backward: their masks covered every adapted projection's input and every
+attention map, 59 + 21 of the 509 MB finance LoRA kept for backward on its longest batch
+(``benchmarks/throughput.py``).  Plain dropout keeps its byte mask.
 Other devices keep torch's own dropout (CUDA's Philox generator is already fast).
 """
 from __future__ import annotations
@@ -64,18 +65,19 @@ def keep_mask(shape, p: float, device: torch.device, seed: Optional[int]) -> tup
 
 
 class _Dropout(torch.autograd.Function):
-    """``x * keep * scale``, saving only the mask's seed."""
+    """``x * keep * scale``, saving only the one-byte mask (drawing it again in backward, as LoRA's update and
+    attention do, would save 14 MB on finance's longest batch for ~2% of a step)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
-        ctx.shape, ctx.p, ctx.seed = x.shape, p, draw_seed(p, x.device)
-        keep, scale = keep_mask(x.shape, p, x.device, ctx.seed)
-        return (x * keep).mul_(scale)
+        keep, ctx.scale = keep_mask(x.shape, p, x.device, draw_seed(p, x.device))
+        ctx.save_for_backward(keep)
+        return (x * keep).mul_(ctx.scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        keep, scale = keep_mask(ctx.shape, ctx.p, grad.device, ctx.seed)
-        return (grad * keep).mul_(scale), None
+        (keep,) = ctx.saved_tensors
+        return (grad * keep).mul_(ctx.scale), None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
