@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, command_line, header, measured, write_json  # noqa: E402
 
@@ -33,6 +34,7 @@ def run_once(task: str, adapter: str, overrides: list[str], count: int) -> dict:
     """One timed pass over ``count`` training batches in this process (the child's side)."""
     import torch
 
+    import mmsft
     from throughput_row import bare_runner, batches, load_session, timed_pass
 
     session = load_session(task, adapter, overrides)
@@ -44,8 +46,6 @@ def run_once(task: str, adapter: str, overrides: list[str], count: int) -> dict:
         timed_pass(runner, model, data)  # warm-up: kernels made, allocator settled
         seconds = timed_pass(runner, model, data)
     samples = sum(len(next(v for v in b.values() if torch.is_tensor(v))) for b in data)
-    import mmsft
-
     return {"samples_per_second": round(samples / seconds, 2), "seconds": round(seconds, 3), "batches": len(data),
             "precision": runner.accelerator.mixed_precision, "threads": torch.get_num_threads(),
             "mmsft_from": str(Path(mmsft.__file__).resolve().parents[1])}
@@ -63,12 +63,11 @@ def source_of(items: list[str]) -> str | None:
 
 def checkout(rev: str, into: Path) -> tuple[Path, str]:
     """A detached worktree of ``rev`` under ``into``; returns its path and the commit it resolved to."""
-    repo = Path(__file__).resolve().parents[1]
-    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", f"{rev}^{{commit}}"], capture_output=True,
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], capture_output=True,
                             text=True, check=True).stdout.strip()
     tree = into / commit[:12]
     if not tree.exists():
-        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(tree), commit], capture_output=True, check=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(tree), commit], capture_output=True, check=True)
     return tree, commit
 
 
@@ -140,7 +139,7 @@ def main() -> None:
             rows = [sitting(args.task, adapter, args.a, args.b, args.repeats, args.batches, trees) for adapter in args.adapters]
         finally:
             for tree in set(trees.values()):
-                subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "worktree", "remove", "--force", str(tree)],
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
                                capture_output=True)
     if commits:
         stamp["commits"] = commits

@@ -108,10 +108,9 @@ def run_stage(name: str, work: Path, quick: bool, gen_extra: list[str]) -> dict:
     teacher = runs / f"{task}-teacher"
     record: dict = {"stage": name, "run": str(folder), **measured()}
     if task == "gen":  # before the classification variants: "gen:teacher" is not a classification teacher
-        if variant == "teacher":
-            mmsft("train", GEN_TASK, "--adapter", "lora", f"model.backbone={GEN_TEACHER}", "--output", str(folder), *gen_extra)
-        elif variant == "references":
-            mmsft("train", GEN_TASK, "--adapter", "lora", f"model.backbone={GEN_STUDENT}", "--output", str(folder), *gen_extra)
+        if variant in ("teacher", "references"):
+            backbone = GEN_TEACHER if variant == "teacher" else GEN_STUDENT
+            mmsft("train", GEN_TASK, "--adapter", "lora", f"model.backbone={backbone}", "--output", str(folder), *gen_extra)
         else:
             mmsft("distill", GEN_TASK, "--teacher", str(runs / "gen-teacher"), "--student", GEN_STUDENT, "--adapter", "lora",
                   "--output", str(folder), *gen_extra)

@@ -168,8 +168,12 @@ def test_siblings_share_one_half_width_copy_of_their_input_and_keep_no_mask():
     model.train()
     x = torch.randn(4, 10, 16)
     saved = {}
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.setdefault(t.untyped_storage().data_ptr(), t) is None or t,
-                                                  lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+
+    def pack(t):  # one entry per storage
+        saved.setdefault(t.untyped_storage().data_ptr(), t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
         model(x).float().sum().backward()
     inputs = [t for t in saved.values() if t.shape == x.shape]
     assert len(inputs) == 1 and inputs[0].dtype == torch.bfloat16

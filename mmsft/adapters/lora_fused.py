@@ -10,7 +10,7 @@ reports the figures after the change).  Here the update keeps ``x`` itself (unde
 copy, shared by the targets fed the same input), the two small weights and its dropout mask's seed, and
 recomputes the rest in backward (the mask, an ``r``-wide matmul: a few per cent of the layer's FLOPs).
 
-The mask is drawn from the global RNG, like ``nn.Dropout``'s, so a seeded run is reproducible; the maths
+The mask's seed is drawn from the global RNG, like ``nn.Dropout``'s mask, so a seeded run is reproducible; the maths
 is peft's (inverted dropout, then ``x @ A.T @ B.T * scaling``), the mask ``mmsft.models.dropout``'s (the
 drop rate kept to 1/65536, a 0 / 1 byte per element: a bool mask multiplied a bf16 ``x`` 5x slower).  Only the training forward of plain
 LoRA linears changes: parameters, their names, saving, loading and merging stay peft's, and anything
