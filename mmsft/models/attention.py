@@ -9,7 +9,7 @@ path also kept, per layer until backward, the fp32 probabilities, their half-wid
 the mask: 122 of the 454 MB finance full fine-tuning saved for backward on its longest batch (32 x 96).
 Here it keeps the half-width probabilities only (the ones the value product uses) and draws the mask
 again from its seed; softmax's backward runs in fp32 from them.  Recomputing the probabilities from
-``q`` and ``k`` instead, as memory-efficient kernels do, kept 42 MB less but cost full fine-tuning
+``q`` and ``k`` instead, as memory-efficient kernels do, kept 40.5 MB less but cost full fine-tuning
 0.92x the samples/s side by side (``benchmarks/results/ab_session_memory.md`` at commit ee6e081).  Everything
 else -- evaluation, no dropout, another device, position biases, soft-capping, paged caches, asked-for
 attention weights -- is transformers' own ``sdpa`` function, unchanged.
